@@ -1,0 +1,1 @@
+"""Prefect flows: short chains over the steps in tasks/."""

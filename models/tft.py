@@ -1,0 +1,51 @@
+"""Temporal Fusion Transformer (pytorch-forecasting), built from its TimeSeriesDataSet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pytorch_forecasting import TemporalFusionTransformer, TimeSeriesDataSet
+from pytorch_forecasting.metrics import QuantileLoss
+
+
+def split_metric_name(name: str) -> str:
+    """Returns pytorch-forecasting's "val_loss"/"train_SMAPE" as "val/loss"/"train/smape"."""
+    stage, sep, metric = name.partition("_")
+    if sep and stage in ("train", "val", "test", "predict"):
+        return f"{stage}/{metric.lower()}"
+    return name
+
+
+class TFTForecaster(TemporalFusionTransformer):
+    """The TFT with quantile loss, logging under the project's split/metric names."""
+
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        super().log(split_metric_name(name), value, *args, **kwargs)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # Plain Adam at a constant rate, as for LSTM and TCN: the comparison is of models.
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)
+
+    @classmethod
+    def for_dataset(
+        cls,
+        dataset: TimeSeriesDataSet,
+        quantiles: list[float],
+        hidden_size: int,
+        attention_head_size: int,
+        hidden_continuous_size: int,
+        dropout: float,
+        learning_rate: float,
+    ) -> TFTForecaster:
+        """Returns a TFT whose input sizes are derived from `dataset`."""
+        return cls.from_dataset(
+            dataset,
+            hidden_size=hidden_size,
+            attention_head_size=attention_head_size,
+            hidden_continuous_size=hidden_continuous_size,
+            dropout=dropout,
+            learning_rate=learning_rate,
+            loss=QuantileLoss(quantiles=quantiles),
+            log_interval=-1,
+        )

@@ -1,0 +1,214 @@
+"""Prepare step: validated raw table -> regular, split series in data/prepared/series.parquet.
+
+Gap policy (documented in docs/data.md): every series is reindexed to its full time grid.
+Covariates on inserted steps (and empty covariate cells) are interpolated in time and then
+filled at the ends. The target is never filled: a missing target marks its step missing, and
+every window touching a missing step is skipped by training and evaluation alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.datasets import read_table
+from tasks.validate import SINGLE_SERIES, series_labels, validate_table
+from trainyard.config import DatasetConfig, Params, WindowConfig
+
+log = logging.getLogger(__name__)
+
+PREPARED_FILE = "series.parquet"
+META_KEY = b"trainyard"
+SPLITS = ("train", "validation", "holdout")
+
+
+@dataclass
+class PrepareSummary:
+    """What the prepare step wrote and what its gap policy did."""
+
+    path: str  # the prepared parquet file
+    md5: str  # md5 of that file: the data version DVC records for it
+    source: str  # where the raw table came from
+    raw_md5: str  # md5 of the raw table's content
+    series: int  # number of series
+    rows: int  # rows after reindexing
+    inserted_steps: int  # time steps added to fill gaps in the time grid
+    missing_target: int  # steps whose target is missing (gaps + empty target cells)
+    interpolated_covariates: int  # covariate cells filled by interpolation
+
+
+def file_md5(path: Path) -> str:
+    """Returns the md5 hex digest of a file's bytes (as DVC hashes a file output)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def frame_md5(frame: pd.DataFrame) -> str:
+    """Returns an md5 of a table's content, stable across runs."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    columns = ",".join(map(str, frame.columns)).encode()
+    return hashlib.md5(columns + hashed.tobytes()).hexdigest()
+
+
+def regularize(frame: pd.DataFrame, spec: DatasetConfig) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Returns the table on a full time grid per series, plus counts of what the gap policy did."""
+    covariates = spec.known_covariates + spec.unknown_covariates
+    pieces = []
+    inserted = 0
+    interpolated = int(frame[covariates].isna().sum().sum()) if covariates else 0
+    labels = series_labels(frame, spec.series_columns)
+    for label, part in frame.groupby(labels, sort=True):
+        part = part.set_index(spec.time_column)
+        grid = pd.date_range(part.index.min(), part.index.max(), freq=spec.frequency)
+        full = part.reindex(grid)
+        added = len(grid) - len(part)
+        inserted += added
+        interpolated += added * len(covariates)
+        for name in spec.series_columns:
+            full[name] = part[name].iloc[0]
+        if covariates:
+            full[covariates] = (
+                full[covariates].interpolate(method="time", limit_direction="both").ffill().bfill()
+            )
+        full["series_id"] = label
+        full["time_idx"] = np.arange(len(full), dtype=np.int64)
+        pieces.append(full.rename_axis(spec.time_column).reset_index())
+    table = pd.concat(pieces, ignore_index=True)
+    counts = {
+        "inserted_steps": inserted,
+        "missing_target": int(table[spec.target].isna().sum()),
+        "interpolated_covariates": interpolated,
+    }
+    return table, counts
+
+
+def assign_splits(table: pd.DataFrame, windows: WindowConfig) -> pd.Series:
+    """Returns each row's split: the last holdout_length steps of a series are holdout, the
+    validation_length before them validation, the rest train."""
+    steps_from_end = table.groupby("series_id")["time_idx"].transform("max") - table["time_idx"]
+    split = np.where(
+        steps_from_end < windows.holdout_length,
+        "holdout",
+        np.where(
+            steps_from_end < windows.holdout_length + windows.validation_length,
+            "validation",
+            "train",
+        ),
+    )
+    return pd.Series(split, index=table.index)
+
+
+def write_atomic_parquet(table: pd.DataFrame, meta: dict, path: Path) -> None:
+    """Writes table + metadata to path via a temporary file, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata(
+        {**(arrow.schema.metadata or {}), META_KEY: json.dumps(meta, sort_keys=True).encode()}
+    )
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
+    os.close(handle)
+    try:
+        pq.write_table(arrow, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_prepared(path: Path) -> tuple[pd.DataFrame, dict]:
+    """Returns the prepared table and the metadata the prepare step stored with it."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no prepared data; run `trainyard prepare` first")
+    arrow = pq.read_table(path)
+    meta = json.loads(arrow.schema.metadata[META_KEY])
+    return arrow.to_pandas(), meta
+
+
+def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
+    """Returns a summary after validating the configured table and writing the prepared series."""
+    spec = params.dataset
+    raw, source = read_table(spec.name, root)
+    typed = validate_table(raw, spec, params.windows, source)
+    raw_md5 = frame_md5(typed)
+    table, counts = regularize(typed, spec)
+    table["split"] = assign_splits(table, params.windows)
+    table = table[
+        [
+            "series_id",
+            "time_idx",
+            spec.time_column,
+            *spec.series_columns,
+            spec.target,
+            *spec.known_covariates,
+            *spec.unknown_covariates,
+            "split",
+        ]
+    ]
+    n_series = table["series_id"].nunique()
+    meta = {
+        "dataset": asdict(spec),
+        "windows": asdict(params.windows),
+        "source": source,
+        "raw_md5": raw_md5,
+        **counts,
+    }
+    path = out_dir / PREPARED_FILE
+    write_atomic_parquet(table, meta, path)
+    summary = PrepareSummary(
+        path=str(path),
+        md5=file_md5(path),
+        source=source,
+        raw_md5=raw_md5,
+        series=n_series,
+        rows=len(table),
+        **counts,
+    )
+    label = "" if n_series == 1 and table["series_id"].iloc[0] == SINGLE_SERIES else " series"
+    log.info(
+        "prepared %d%s, %d rows: %d gap steps inserted, %d missing targets (never filled), "
+        "%d covariate cells interpolated",
+        n_series,
+        label,
+        len(table),
+        counts["inserted_steps"],
+        counts["missing_target"],
+        counts["interpolated_covariates"],
+    )
+    return summary
+
+
+def prepare_input_key(params: Params, root: Path) -> str:
+    """Returns a hash of everything the prepare step reads: the raw table's bytes (or the
+    built-in's name and providing package version) and the dataset and windows parameters."""
+    from tasks.datasets import BUILTIN_DATASETS
+
+    spec = params.dataset
+    if spec.name in BUILTIN_DATASETS:
+        import statsmodels
+
+        source = f"builtin:{spec.name}:statsmodels-{statsmodels.__version__}"
+    else:
+        path = Path(spec.name) if Path(spec.name).is_absolute() else root / spec.name
+        source = f"file:{file_md5(path)}" if path.exists() else f"missing:{path}"
+    return hashlib.sha256(
+        f"{source}|{params.section_hash('dataset', 'windows')}".encode()
+    ).hexdigest()[:16]
+
+
+def is_current(summary: PrepareSummary) -> bool:
+    """Returns whether the prepared file a summary describes is still there, unchanged."""
+    path = Path(summary.path)
+    return path.exists() and file_md5(path) == summary.md5

@@ -1,0 +1,82 @@
+"""Embedded defaults for Prefect and MLflow, kept in the project's state directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Seconds the ephemeral Prefect server may take to start: a fresh PREFECT_HOME needs 12-14 s.
+EPHEMERAL_STARTUP_TIMEOUT_S = "90"
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """Where a project keeps its inputs, prepared data, outputs and server state."""
+
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        """Git-ignored home of local servers' state (Prefect home, MLflow database)."""
+        return Path(os.environ.get("TRAINYARD_STATE_DIR", self.root / ".state"))
+
+    @property
+    def prepared(self) -> Path:
+        """Prepared series and their metadata (a DVC output)."""
+        return self.root / "data" / "prepared"
+
+    @property
+    def models(self) -> Path:
+        """Trained model checkpoints (a DVC output)."""
+        return self.root / "data" / "models"
+
+    @property
+    def reports(self) -> Path:
+        """Metrics, forecasts and plots (DVC metrics and plots)."""
+        return self.root / "data" / "reports"
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """Returns the nearest folder at or above `start` holding params.yaml (else `start`)."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "params.yaml").exists():
+            return folder
+    return start
+
+
+def configure_environment(paths: ProjectPaths) -> dict[str, str]:
+    """Returns the Prefect/MLflow settings in force, setting embedded defaults where unset.
+
+    PREFECT_API_URL set: that Prefect server is used; otherwise an ephemeral one whose
+    PREFECT_HOME is under the state directory. MLFLOW_TRACKING_URI set: that store is used;
+    otherwise SQLite in the state directory.
+    """
+    paths.state.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_HOME", str(paths.state / "prefect"))
+        os.environ.setdefault(
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S
+        )
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{paths.state / 'mlflow.db'}"
+    # Sample CPU/memory every 2 s so short training runs still get system metrics.
+    os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "2")
+    os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    # MLflow and alembic announce every schema migration at INFO.
+    for noisy in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return {
+        "prefect": os.environ.get("PREFECT_API_URL") or f"ephemeral ({os.environ['PREFECT_HOME']})",
+        "mlflow": os.environ["MLFLOW_TRACKING_URI"],
+    }
+
+
+def artifact_root(paths: ProjectPaths) -> str | None:
+    """Returns where new MLflow experiments store artifacts for the embedded SQLite store."""
+    if os.environ.get("MLFLOW_TRACKING_URI", "").startswith("sqlite:///" + str(paths.state)):
+        return (paths.state / "mlartifacts").as_uri()
+    return None
