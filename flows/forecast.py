@@ -11,11 +11,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks import pipeline
 from tasks.datasets import DatasetError
 from tasks.prepare import PrepareSummary, is_current, prepare_input_key
+from tasks.tracking import pipeline_run
+from tasks.train import parallel_trainings
 from tasks.validate import DataValidationError
 from trainyard.config import ConfigError, Params
 from trainyard.environment import ProjectPaths, artifact_root
-from tasks.tracking import pipeline_run
-from tasks.train import parallel_trainings
 
 # Set by run_forecast_flow: a queue is no flow parameter (Prefect stores parameters as JSON).
 _progress_queue: Any = None
@@ -48,12 +48,20 @@ def prepare_task(params: Params, paths: ProjectPaths, input_key: str) -> Prepare
 # Training is not retried: a failure there is a bug or bad params, and costs minutes.
 train_task = task(pipeline.train_step, name="train", cache_policy=NO_CACHE)
 evaluate_task = task(
-    pipeline.evaluate_step, name="evaluate", cache_policy=NO_CACHE, retries=1,
-    retry_delay_seconds=2, retry_condition_fn=_retry_io_errors,
+    pipeline.evaluate_step,
+    name="evaluate",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_io_errors,
 )
 register_task = task(
-    pipeline.register_step, name="register", cache_policy=NO_CACHE, retries=2,
-    retry_delay_seconds=2, retry_condition_fn=_retry_io_errors,
+    pipeline.register_step,
+    name="register",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_io_errors,
 )
 
 

@@ -12,7 +12,12 @@ class LSTMNetwork(nn.Module):
     """Returns [B, H] offsets from encoder inputs [B, E, F] and known future inputs [B, H, K]."""
 
     def __init__(
-        self, input_size: int, n_known: int, horizon: int, hidden_size: int, num_layers: int,
+        self,
+        input_size: int,
+        n_known: int,
+        horizon: int,
+        hidden_size: int,
+        num_layers: int,
         dropout: float,
     ):
         super().__init__()

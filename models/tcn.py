@@ -23,12 +23,16 @@ class CausalConv1d(nn.Conv1d):
 class ResidualBlock(nn.Module):
     """Two causal convolutions with one dilation, plus a (1x1-projected) skip connection."""
 
-    def __init__(self, in_channels: int, channels: int, kernel_size: int, dilation: int, dropout: float):
+    def __init__(
+        self, in_channels: int, channels: int, kernel_size: int, dilation: int, dropout: float
+    ):
         super().__init__()
         self.conv1 = CausalConv1d(in_channels, channels, kernel_size, dilation)
         self.conv2 = CausalConv1d(channels, channels, kernel_size, dilation)
         self.dropout = nn.Dropout(dropout)
-        self.skip = nn.Conv1d(in_channels, channels, 1) if in_channels != channels else nn.Identity()
+        self.skip = (
+            nn.Conv1d(in_channels, channels, 1) if in_channels != channels else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.dropout(F.relu(self.conv1(x)))
@@ -45,14 +49,22 @@ class TCNNetwork(nn.Module):
     """Returns [B, H] offsets from encoder inputs [B, E, F] and known future inputs [B, H, K]."""
 
     def __init__(
-        self, input_size: int, n_known: int, horizon: int, channels: int, kernel_size: int,
-        dilations: list[int], dropout: float,
+        self,
+        input_size: int,
+        n_known: int,
+        horizon: int,
+        channels: int,
+        kernel_size: int,
+        dilations: list[int],
+        dropout: float,
     ):
         super().__init__()
         blocks = []
         for i, dilation in enumerate(dilations):
             blocks.append(
-                ResidualBlock(input_size if i == 0 else channels, channels, kernel_size, dilation, dropout)
+                ResidualBlock(
+                    input_size if i == 0 else channels, channels, kernel_size, dilation, dropout
+                )
             )
         self.blocks = nn.Sequential(*blocks)
         self.receptive_field = receptive_field(kernel_size, dilations)

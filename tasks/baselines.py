@@ -42,7 +42,11 @@ def ets_forecast(
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
     seasonal = season_length if season_length > 1 and origins.min() >= 2 * season_length else None
-    options = {"trend": "add", "seasonal": "add" if seasonal else None, "seasonal_periods": seasonal}
+    options = {
+        "trend": "add",
+        "seasonal": "add" if seasonal else None,
+        "seasonal_periods": seasonal,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fitted = ExponentialSmoothing(history[: origins.min()], **options).fit()

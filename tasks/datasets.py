@@ -25,9 +25,13 @@ def macro_panel() -> pd.DataFrame:
     from statsmodels.datasets import macrodata
 
     frame = macrodata.load_pandas().data
-    frame["date"] = pd.PeriodIndex.from_fields(
-        year=frame["year"].astype(int), quarter=frame["quarter"].astype(int), freq="Q"
-    ).to_timestamp(how="end").normalize()
+    frame["date"] = (
+        pd.PeriodIndex.from_fields(
+            year=frame["year"].astype(int), quarter=frame["quarter"].astype(int), freq="Q"
+        )
+        .to_timestamp(how="end")
+        .normalize()
+    )
     variables = ["realgdp", "realcons", "realinv", "realgovt", "realdpi", "m1"]
     return frame.melt(id_vars="date", value_vars=variables, var_name="series", value_name="value")
 

@@ -91,9 +91,7 @@ def mase_scales(arrays: SeriesArrays, index: WindowIndex, season_length: int) ->
     return np.array([scales[position] for position in index.series])
 
 
-def score(
-    actual: np.ndarray, forecast: Forecast, scale: np.ndarray
-) -> dict[str, float]:
+def score(actual: np.ndarray, forecast: Forecast, scale: np.ndarray) -> dict[str, float]:
     """Returns MAE, RMSE, sMAPE, MASE (and quantile loss/coverage for quantile forecasts)."""
     result = {
         "mae": metrics.mae(actual, forecast.point),
@@ -106,7 +104,8 @@ def score(
         result["quantile_loss"] = metrics.quantile_loss(actual, forecast.quantiles, levels)
         lower, upper = min(levels), max(levels)
         result[f"coverage_{round(100 * (upper - lower))}"] = metrics.interval_coverage(
-            actual, forecast.quantiles[..., levels.index(lower)],
+            actual,
+            forecast.quantiles[..., levels.index(lower)],
             forecast.quantiles[..., levels.index(upper)],
         )
     return result
@@ -176,9 +175,7 @@ def evaluate(
     work = Path(tempfile.mkdtemp(dir=report_dir.parent, prefix=f".{report_dir.name}-"))
     try:
         (work / METRICS_FILE).write_text(json.dumps(scores, indent=2, sort_keys=True))
-        forecast_table = _forecast_table(
-            arrays, index, windows.encoder_length, actual, forecasts
-        )
+        forecast_table = _forecast_table(arrays, index, windows.encoder_length, actual, forecasts)
         forecast_table.to_csv(work / FORECASTS_FILE, index=False)
         curves = pd.DataFrame(
             [{"model": name, **row} for name, rows in (histories or {}).items() for row in rows]

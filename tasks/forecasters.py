@@ -50,7 +50,9 @@ class ForecasterKind:
 
     setup: Callable[[SeriesArrays, pd.DataFrame, Params], TrainingSetup]
     load: Callable[[Path], L.LightningModule]
-    predict: Callable[[L.LightningModule, SeriesArrays, pd.DataFrame, WindowIndex, Params, Path], Forecast]
+    predict: Callable[
+        [L.LightningModule, SeriesArrays, pd.DataFrame, WindowIndex, Params, Path], Forecast
+    ]
 
 
 def _window_loaders(arrays: SeriesArrays, params: Params) -> tuple[WindowLoader, WindowLoader]:
@@ -65,8 +67,13 @@ def _window_loaders(arrays: SeriesArrays, params: Params) -> tuple[WindowLoader,
             )
         loaders.append(
             WindowLoader(
-                arrays, index, windows.encoder_length, windows.horizon, train.batch_size,
-                shuffle=shuffle, seed=train.seed,
+                arrays,
+                index,
+                windows.encoder_length,
+                windows.horizon,
+                train.batch_size,
+                shuffle=shuffle,
+                seed=train.seed,
             )
         )
     return loaders[0], loaders[1]
@@ -158,10 +165,8 @@ def _tft_datasets(table: pd.DataFrame, params: Params):
 
 
 def _same_windows(dataset, arrays: SeriesArrays, index: WindowIndex):
-    """Returns `dataset` filtered to exactly the windows in `index` (series, first forecast step)."""
-    wanted = pd.MultiIndex.from_arrays(
-        [np.asarray(arrays.series_ids)[index.series], index.origins]
-    )
+    """Returns `dataset` filtered to exactly the windows in `index` (series, first step)."""
+    wanted = pd.MultiIndex.from_arrays([np.asarray(arrays.series_ids)[index.series], index.origins])
     decoded = dataset.decoded_index
     keys = pd.MultiIndex.from_arrays(
         [decoded["series_id"].astype(str), decoded["time_idx_first_prediction"]]
@@ -225,22 +230,26 @@ def predict_tft(
         dataset_parameters = pickle.load(handle)
     rows = table[table[params.dataset.target].notna()].copy()
     rows["series_id"] = rows["series_id"].astype(str)
-    everything = TimeSeriesDataSet.from_parameters(dataset_parameters, rows, stop_randomization=True)
+    everything = TimeSeriesDataSet.from_parameters(
+        dataset_parameters, rows, stop_randomization=True
+    )
     dataset = _same_windows(everything, arrays, index)
     loader = dataset.to_dataloader(train=False, batch_size=PREDICT_BATCH, num_workers=0)
     result = module.predict(
         loader,
         mode="quantiles",
         return_index=True,
-        trainer_kwargs={"logger": False, "enable_progress_bar": False, "enable_model_summary": False},
+        trainer_kwargs={
+            "logger": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+        },
     )
     quantiles = result.output.numpy()
     order = pd.MultiIndex.from_arrays(
         [result.index["series_id"].astype(str), result.index["time_idx"]]
     )
-    wanted = pd.MultiIndex.from_arrays(
-        [np.asarray(arrays.series_ids)[index.series], index.origins]
-    )
+    wanted = pd.MultiIndex.from_arrays([np.asarray(arrays.series_ids)[index.series], index.origins])
     quantiles = quantiles[order.get_indexer(wanted)]
     levels = list(module.loss.quantiles)
     return Forecast(point=quantiles[..., levels.index(0.5)], quantiles=quantiles, levels=levels)

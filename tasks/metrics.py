@@ -19,8 +19,10 @@ def smape(actual: np.ndarray, forecast: np.ndarray) -> float:
     """Returns symmetric MAPE in percent (0-200); terms where both are 0 count as 0."""
     denominator = np.abs(actual) + np.abs(forecast)
     ratio = np.divide(
-        2 * np.abs(actual - forecast), denominator,
-        out=np.zeros_like(denominator, dtype=float), where=denominator > 0,
+        2 * np.abs(actual - forecast),
+        denominator,
+        out=np.zeros_like(denominator, dtype=float),
+        where=denominator > 0,
     )
     return float(100 * np.mean(ratio))
 

@@ -110,7 +110,9 @@ def train_all(
         return [future.result() for future in futures]
 
 
-def train_untracked(params: Params, paths: ProjectPaths, progress_queue: Any = None) -> list[TrainResult]:
+def train_untracked(
+    params: Params, paths: ProjectPaths, progress_queue: Any = None
+) -> list[TrainResult]:
     """Returns every configured model trained from data/prepared, with no MLflow tracking
     (the DVC `train` stage)."""
     from tasks.prepare import PREPARED_FILE
@@ -119,8 +121,13 @@ def train_untracked(params: Params, paths: ProjectPaths, progress_queue: Any = N
     with ThreadPoolExecutor(max_workers=parallel_trainings(params)) as pool:
         futures = [
             pool.submit(
-                train_in_subprocess, name, paths.prepared / PREPARED_FILE, params, paths.models,
-                progress_queue, threads,
+                train_in_subprocess,
+                name,
+                paths.prepared / PREPARED_FILE,
+                params,
+                paths.models,
+                progress_queue,
+                threads,
             )
             for name in params.train.models
         ]
@@ -175,12 +182,13 @@ def input_example(summary: PrepareSummary, params: Params) -> pd.DataFrame:
     first = table[table["series_id"] == table["series_id"].iloc[0]]
     first = first[first[spec.target].notna()].tail(params.windows.encoder_length)
     columns = [
-        spec.time_column, *spec.series_columns, spec.target,
-        *spec.known_covariates, *spec.unknown_covariates,
+        spec.time_column,
+        *spec.series_columns,
+        spec.target,
+        *spec.known_covariates,
+        *spec.unknown_covariates,
     ]
-    example = first[columns].reset_index(drop=True)
-    example[spec.time_column] = example[spec.time_column].dt.strftime("%Y-%m-%d %H:%M:%S")
-    return example
+    return first[columns].reset_index(drop=True)
 
 
 def register_step(

@@ -26,7 +26,9 @@ def plot_forecasts(
     stitched = set(origins[::horizon])
     for series, part in list(forecasts.groupby("series", sort=True))[:max_series]:
         part = part[part["origin"].isin(stitched)].sort_values("time")
-        actual = forecasts[forecasts["series"] == series].drop_duplicates("time").sort_values("time")
+        actual = (
+            forecasts[forecasts["series"] == series].drop_duplicates("time").sort_values("time")
+        )
         figure, axis = plt.subplots(figsize=(11, 4.5))
         axis.plot(actual["time"], actual["actual"], color="black", linewidth=1.6, label="actual")
         for name in names:

@@ -73,12 +73,19 @@ def log_pyfunc(run_id: str, kind: str, model_dir: Path, params: Params, example)
 
 
 def register_version(
-    model_uri: str, name: str, kind: str, run_id: str, metric: float, params: Params,
+    model_uri: str,
+    name: str,
+    kind: str,
+    run_id: str,
+    metric: float,
+    params: Params,
     tags: dict[str, str],
 ) -> RegisteredVersion:
     """Returns the new registry version of `model_uri` under `name`, tagged with its lineage."""
     version = mlflow.register_model(
-        model_uri, name, tags={**tags, "model": kind, f"holdout_{params.register.metric}": str(metric)},
+        model_uri,
+        name,
+        tags={**tags, "model": kind, f"holdout_{params.register.metric}": str(metric)},
     )
     return RegisteredVersion(name, str(version.version), kind, run_id, metric)
 
@@ -111,7 +118,8 @@ def promote_if_better(
     with FileLock(str(lock_path), timeout=120):
         if challenger.metric >= baseline_metric:
             return GateDecision(
-                False, None,
+                False,
+                None,
                 f"{challenger.model} v{challenger.version} {metric} {challenger.metric:.4f} does "
                 f"not beat seasonal naive ({baseline_metric:.4f})",
             )
@@ -120,20 +128,23 @@ def promote_if_better(
             champion_metric = float(champion.tags.get(f"holdout_{metric}", "inf"))
             if champion.tags.get("holdout_key") != holdout_key:
                 return GateDecision(
-                    False, champion.version,
+                    False,
+                    champion.version,
                     f"champion v{champion.version} was scored on another holdout "
                     f"({champion.tags.get('holdout_key')}); not comparable, it stays",
                 )
             if challenger.metric >= champion_metric:
                 return GateDecision(
-                    False, champion.version,
+                    False,
+                    champion.version,
                     f"champion v{champion.version} {metric} {champion_metric:.4f} is not beaten "
                     f"by v{challenger.version} ({challenger.metric:.4f})",
                 )
         client.set_registered_model_alias(challenger.name, CHAMPION, challenger.version)
         before = f"v{champion.version}" if champion is not None else "no champion"
         return GateDecision(
-            True, challenger.version,
+            True,
+            challenger.version,
             f"champion -> v{challenger.version} ({challenger.model}, {metric} "
             f"{challenger.metric:.4f}; was {before})",
         )

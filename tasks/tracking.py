@@ -22,9 +22,22 @@ def git_commit(root: Path) -> str:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
+        # Run records (dvc.lock, data/) change with every run; they do not make code dirty.
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, check=True,
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!dvc.lock",
+                ":!data",
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -54,7 +67,9 @@ def lineage_tags(summary: PrepareSummary, params: Params, root: Path) -> dict[st
         "git_commit": git_commit(root),
         "params_hash": params.section_hash(),
         "data_version": summary.md5,
-        "data_path": str(Path(summary.path).relative_to(root)) if Path(summary.path).is_relative_to(root) else summary.path,
+        "data_path": str(Path(summary.path).relative_to(root))
+        if Path(summary.path).is_relative_to(root)
+        else summary.path,
         "data_source": summary.source,
         "holdout_key": holdout_key(summary, params),
     }

@@ -8,7 +8,6 @@ import pickle
 import shutil
 import tempfile
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from tasks.forecasters import FORECASTERS
 from tasks.prepare import read_prepared
 from tasks.windows import SeriesArrays
 from trainyard.config import Params, params_from_dict
+from trainyard.environment import quiet_libraries
 
 CHECKPOINT = "best.ckpt"
 
@@ -74,8 +74,7 @@ def train_model(
         raise ValueError(f"train.models: unknown model {name!r}; known: {', '.join(FORECASTERS)}")
     if threads:
         torch.set_num_threads(threads)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*is an instance of `nn.Module`.*")
+    quiet_libraries()
     table, _ = read_prepared(prepared_path)
     arrays = SeriesArrays.from_prepared(table, params.dataset)
     L.seed_everything(params.train.seed, workers=True, verbose=False)
@@ -131,7 +130,9 @@ def train_model(
 def _train_in_child(
     name: str, prepared_path: str, params: dict, out_dir: str, queue: Any, threads: int
 ) -> TrainResult:
-    return train_model(name, Path(prepared_path), params_from_dict(params), Path(out_dir), queue, threads)
+    return train_model(
+        name, Path(prepared_path), params_from_dict(params), Path(out_dir), queue, threads
+    )
 
 
 def train_in_subprocess(
@@ -146,8 +147,13 @@ def train_in_subprocess(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         future = pool.submit(
-            _train_in_child, name, str(prepared_path), params.to_dict(), str(out_dir),
-            progress_queue, threads,
+            _train_in_child,
+            name,
+            str(prepared_path),
+            params.to_dict(),
+            str(out_dir),
+            progress_queue,
+            threads,
         )
         return future.result()
 

@@ -34,7 +34,11 @@ class Problem:
             lines.append(f"    rows {shown}{more}")
         if self.series:
             shown = ", ".join(self.series[:SHOWN_ROWS])
-            more = f" and {len(self.series) - SHOWN_ROWS} more" if len(self.series) > SHOWN_ROWS else ""
+            more = (
+                f" and {len(self.series) - SHOWN_ROWS} more"
+                if len(self.series) > SHOWN_ROWS
+                else ""
+            )
             lines.append(f"    series {shown}{more}")
         lines.append(f"    fix: {self.fix}")
         return "\n".join(lines)

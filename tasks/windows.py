@@ -163,5 +163,8 @@ class WindowLoader:
             self.epoch += 1
         for begin in range(0, len(starts), self.batch_size):
             yield gather_windows(
-                self.arrays, starts[begin : begin + self.batch_size], self.encoder_length, self.horizon
+                self.arrays,
+                starts[begin : begin + self.batch_size],
+                self.encoder_length,
+                self.horizon,
             )

@@ -14,7 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 from trainyard.config import ConfigError, Params, load_params
-from trainyard.environment import ProjectPaths, configure_environment, find_project_root
+from trainyard.environment import (
+    ProjectPaths,
+    configure_environment,
+    find_project_root,
+    quiet_libraries,
+)
 
 app = typer.Typer(
     help=(
@@ -45,7 +50,9 @@ DatasetOption = Annotated[
 ]
 
 
-def _setup(params_file: Path, profile: str | None, dataset: str | None) -> tuple[Params, ProjectPaths]:
+def _setup(
+    params_file: Path, profile: str | None, dataset: str | None
+) -> tuple[Params, ProjectPaths]:
     root = find_project_root(params_file.resolve().parent if params_file.exists() else None)
     params = load_params(params_file, profile)
     if dataset:
@@ -55,10 +62,7 @@ def _setup(params_file: Path, profile: str | None, dataset: str | None) -> tuple
         for key, value in BUILTIN_DATASETS.get(dataset, (None, {}))[1].items():
             setattr(params.dataset, key, value)
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    for noisy in (
-        "lightning", "lightning.pytorch", "pytorch_lightning", "mlflow", "prefect", "httpx",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_libraries()
     return params, ProjectPaths(root)
 
 
@@ -156,7 +160,9 @@ def run(
         _commit_to_dvc(paths)
     console.print(f"Done in {seconds:.0f} s. Where to look:")
     console.print(f"  mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']}")
-    console.print(f"  PREFECT_HOME={os.environ.get('PREFECT_HOME', '~/.prefect')} prefect server start")
+    console.print(
+        f"  PREFECT_HOME={os.environ.get('PREFECT_HOME', '~/.prefect')} prefect server start"
+    )
     console.print("  dvc metrics show   dvc plots show   (reports in data/reports/)")
 
 

@@ -29,7 +29,9 @@ class DatasetConfig:
     unknown_covariates: list[str] = field(default_factory=list)  # observed only up to now
     frequency: str = "W-SAT"  # pandas offset alias of the time grid
     season_length: int = 52  # steps per season, for seasonal naive and MASE
-    missing_target: str = "error"  # "error": NaN target is invalid; "gap": treat it as a missing step
+    missing_target: str = (
+        "error"  # "error": NaN target is invalid; "gap": treat it as a missing step
+    )
 
 
 @dataclass

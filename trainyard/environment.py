@@ -80,3 +80,37 @@ def artifact_root(paths: ProjectPaths) -> str | None:
     if os.environ.get("MLFLOW_TRACKING_URI", "").startswith("sqlite:///" + str(paths.state)):
         return (paths.state / "mlartifacts").as_uri()
     return None
+
+
+def quiet_libraries() -> None:
+    """Silences library chatter (tips, deprecation notes, progress bars) users cannot act on."""
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for message in (
+        ".*LeafSpec.*",
+        ".*is an instance of `nn.Module`.*",
+        ".*does not have many workers.*",
+        ".*Inferred schema contains integer column.*",
+        ".*Hint: Inferred schema.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+    # Both set their loggers' levels on import; ours must come after.
+    import lightning  # noqa: F401
+    import mlflow  # noqa: F401
+
+    for name in (
+        "lightning",
+        "lightning.pytorch",
+        "lightning.fabric",
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "mlflow",
+        "prefect",
+        "httpx",
+        "alembic",
+    ):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Warns on every log_model that a pickled model runs code when loaded: true of any pickle,
+    # and ours are written and read by this project only.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)

@@ -28,7 +28,9 @@ def training_progress(models: list[str], max_epochs: int, console: Console) -> I
         console=console,
         transient=False,
     )
-    bars = {name: progress.add_task("", total=max_epochs, model=name, val_loss="-") for name in models}
+    bars = {
+        name: progress.add_task("", total=max_epochs, model=name, val_loss="-") for name in models
+    }
     stop = threading.Event()
 
     def drain() -> None:
@@ -39,7 +41,9 @@ def training_progress(models: list[str], max_epochs: int, console: Console) -> I
                 continue
             value = metrics.get("val/loss")
             progress.update(
-                bars[name], completed=epoch, total=total,
+                bars[name],
+                completed=epoch,
+                total=total,
                 val_loss=f"{value:.4f}" if value is not None else "-",
             )
 

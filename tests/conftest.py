@@ -1,0 +1,36 @@
+"""Shared fixtures: every test gets MLflow and Prefect state in temporary folders only."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainyard.config import Params, load_params
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_state(tmp_path_factory: pytest.TempPathFactory):
+    """Points Prefect, MLflow and the state directory at a session temp folder."""
+    state = tmp_path_factory.mktemp("state")
+    saved = dict(os.environ)
+    os.environ["TRAINYARD_STATE_DIR"] = str(state)
+    os.environ["PREFECT_HOME"] = str(state / "prefect")
+    os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{state / 'mlflow.db'}"
+    # The `trainyard` command (DVC stages) must come from this interpreter's environment.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    yield state
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def quick_params() -> Params:
+    """Returns params.yaml with the quick profile applied."""
+    return load_params(ROOT / "params.yaml", "quick")
