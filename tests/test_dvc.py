@@ -1,0 +1,59 @@
+"""DVC: the stages in dvc.yaml run the task code, and a second `dvc repro` does nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _run(command: list[str], cwd: Path) -> str:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def test_dvc_repro_twice_skips_every_stage(tmp_path: Path):
+    for folder in ("tasks", "models"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params.pop("profiles")
+    params["train"].update(models=["lstm", "tcn"], max_epochs=2, limit_train_batches=4)
+    params["evaluate"]["stride"] = 8
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    _run(["git", "init", "-q"], tmp_path)
+    _run(["dvc", "init", "-q"], tmp_path)
+    _run(["dvc", "config", "core.analytics", "false"], tmp_path)
+
+    first = _run(["dvc", "repro"], tmp_path)
+    for stage in ("prepare", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in first
+    metrics = json.loads((tmp_path / "data/reports/metrics.json").read_text())
+    assert set(metrics) == {"lstm", "tcn", "naive", "seasonal_naive", "ets"}
+    assert (tmp_path / "data/models/lstm/best.ckpt").exists()
+
+    second = _run(["dvc", "repro"], tmp_path)
+    assert "Running stage" not in second
+    for stage in ("prepare", "train", "evaluate"):
+        assert f"Stage '{stage}' didn't change, skipping" in second
+
+    shown = _run(["dvc", "metrics", "show", "--json"], tmp_path)
+    assert "seasonal_naive" in shown
+    _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots_html")], tmp_path)
+    assert (tmp_path / "plots_html" / "index.html").exists()
+
+    # A params change reruns only the stages that depend on it.
+    params["evaluate"]["stride"] = 4
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    third = _run(["dvc", "repro"], tmp_path)
+    assert "Running stage 'evaluate'" in third
+    assert "Running stage 'train'" not in third
