@@ -188,9 +188,13 @@ def evaluate(
         )
         if not curves.empty:
             plots.append(plot_learning_curves(curves, plots_dir))
-        if report_dir.exists():
-            shutil.rmtree(report_dir)
-        os.replace(work, report_dir)
+        # Swap in entry by entry: report_dir also holds files that are not ours (.gitignore).
+        report_dir.mkdir(parents=True, exist_ok=True)
+        for entry in work.iterdir():
+            target = report_dir / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return EvaluationResult(

@@ -36,7 +36,7 @@ def mase(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> float:
 def seasonal_naive_scale(history: np.ndarray, season_length: int) -> float:
     """Returns the in-sample MAE of the seasonal naive forecast (lag = season_length), ignoring
     missing values; falls back to lag 1 when the history is shorter than two seasons."""
-    lag = season_length if len(history) > 2 * season_length else 1
+    lag = season_length if len(history) >= 2 * season_length else 1
     errors = np.abs(history[lag:] - history[:-lag])
     value = float(np.nanmean(errors))
     if not np.isfinite(value) or value == 0:

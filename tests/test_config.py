@@ -174,3 +174,10 @@ def test_wrongly_typed_value_raises_naming_the_key(values: dict, key: str) -> No
 
 def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
+
+
+def test_fractional_value_for_a_whole_number_field_is_rejected() -> None:
+    from trainyard.config import ConfigError, params_from_dict
+
+    with pytest.raises(ConfigError, match=r"windows.encoder_length must be a whole number"):
+        params_from_dict({"windows": {"encoder_length": 12.5}})

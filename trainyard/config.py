@@ -152,6 +152,8 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         elif isinstance(default, (int, float)) and not isinstance(default, bool):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{where}.{name} must be a number, got {value!r}")
+            if isinstance(default, int) and value != int(value):
+                raise ConfigError(f"{where}.{name} must be a whole number, got {value!r}")
             kwargs[name] = type(default)(value)
         elif isinstance(default, list):
             if not isinstance(value, list):
