@@ -71,6 +71,8 @@ def isolate(workdir: Path) -> Path:
     os.environ["PREFECT_HOME"] = str(state / "prefect")
     os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = SERVER_STARTUP_TIMEOUT_S
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The server's telemetry service would try the network on start (and log an error offline).
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     return state
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import pipeline
@@ -80,6 +81,7 @@ def forecast_flow(params: Params, paths: ProjectPaths) -> pipeline.PipelineResul
             train_task.submit(name, summary, params, paths, run_id, _progress_queue)
             for name in params.train.models
         ]
+        wait(futures)  # a failed model must not leave the others running past the flow
         trained = [future.result() for future in futures]
         pipeline.write_training_summary([model.result for model in trained], paths)
         evaluation = evaluate_task(summary, trained, params, paths, run_id)

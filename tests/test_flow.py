@@ -130,3 +130,24 @@ def test_pipeline_runs_without_prefect(tmp_path, quick_params):
     assert set(result.evaluation.metrics) == {"tcn", "naive", "seasonal_naive", "ets"}
     assert MlflowClient().get_run(result.run_id).info.status == "FINISHED"
     assert (paths.reports / "metrics.json").exists()
+
+
+def test_training_failure_leaves_no_running_run_and_no_version(harness, tmp_path, quick_params):
+    quick_params.train.models = ["lstm", "tcn"]
+    quick_params.train.tcn.dilations = [1]  # receptive field 5 < encoder 48: TCN refuses
+    quick_params.register.experiment = "training-failure"
+    paths = ProjectPaths(tmp_path)
+    configure_environment(paths)
+    client = MlflowClient()
+    versions_before = len(client.search_model_versions("name='co2-forecaster'"))
+    with pytest.raises(ValueError, match="receptive field 5 is shorter than encoder_length 48"):
+        run_forecast_flow(quick_params, paths)
+    experiment = client.get_experiment_by_name("training-failure")
+    runs = client.search_runs([experiment.experiment_id])
+    statuses = {run.info.run_name: run.info.status for run in runs}
+    assert statuses["pipeline"] == "FAILED"
+    assert statuses["tcn"] == "FAILED"
+    assert "RUNNING" not in statuses.values()
+    assert len(client.search_model_versions("name='co2-forecaster'")) == versions_before
+    assert not (paths.models / "tcn").exists()
+    assert not (paths.reports / "metrics.json").exists()
