@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.datasets import read_table
-from tasks.validate import SINGLE_SERIES, series_labels, validate_table
+from tasks.validate import series_labels, validate_table
 from trainyard.config import DatasetConfig, Params, WindowConfig
 
 log = logging.getLogger(__name__)
@@ -176,12 +176,10 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
         rows=len(table),
         **counts,
     )
-    label = "" if n_series == 1 and table["series_id"].iloc[0] == SINGLE_SERIES else " series"
     log.info(
-        "prepared %d%s, %d rows: %d gap steps inserted, %d missing targets (never filled), "
+        "prepared %d series, %d rows: %d gap steps inserted, %d missing targets (never filled), "
         "%d covariate cells interpolated",
         n_series,
-        label,
         len(table),
         counts["inserted_steps"],
         counts["missing_target"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,11 +84,13 @@ def register_version(
     tags: dict[str, str],
 ) -> RegisteredVersion:
     """Returns the new registry version of `model_uri` under `name`, tagged with its lineage."""
-    version = mlflow.register_model(
-        model_uri,
-        name,
-        tags={**tags, "model": kind, f"holdout_{params.register.metric}": str(metric)},
-    )
+    # register_model prints progress lines straight to stderr; the pipeline reports instead.
+    with contextlib.redirect_stderr(io.StringIO()):
+        version = mlflow.register_model(
+            model_uri,
+            name,
+            tags={**tags, "model": kind, f"holdout_{params.register.metric}": str(metric)},
+        )
     return RegisteredVersion(name, str(version.version), kind, run_id, metric)
 
 

@@ -61,6 +61,8 @@ def configure_environment(paths: ProjectPaths) -> dict[str, str]:
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S
         )
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The embedded server must not phone home: there is no network to reach, and it logs that.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{paths.state / 'mlflow.db'}"
     # Sample CPU/memory every 2 s so short training runs still get system metrics.
@@ -93,6 +95,7 @@ def quiet_libraries() -> None:
         ".*does not have many workers.*",
         ".*Inferred schema contains integer column.*",
         ".*Hint: Inferred schema.*",
+        ".*dataset source can be interpreted in multiple ways.*",
     ):
         warnings.filterwarnings("ignore", message=message)
     # Both set their loggers' levels on import; ours must come after.
