@@ -287,7 +287,7 @@ def models(
         versions = client.search_model_versions(f"name='{model.name}'")
         for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
             table.add_row(
-                version.version,
+                str(version.version),
                 ", ".join(aliases.get(str(version.version), [])),
                 version.tags.get("model", "?"),
                 f"{float(version.tags.get('holdout_mase', 'nan')):.4f}",

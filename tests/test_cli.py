@@ -1,0 +1,115 @@
+"""The `trainyard` command line: help, user errors without tracebacks, the models listing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from trainyard.cli import app
+from trainyard.environment import ProjectPaths, configure_environment
+
+runner = CliRunner()
+
+
+def _project(tmp_path: Path, table: pd.DataFrame) -> Path:
+    table.to_csv(tmp_path / "sales.csv", index=False)
+    params = {
+        "dataset": {
+            "name": "sales.csv",
+            "time_column": "day",
+            "target": "units",
+            "series_columns": ["store"],
+            "frequency": "D",
+            "season_length": 7,
+        },
+        "windows": {
+            "encoder_length": 8,
+            "horizon": 4,
+            "validation_length": 8,
+            "holdout_length": 8,
+        },
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _sales(days: int = 60) -> pd.DataFrame:
+    frames = []
+    for store in ("north", "south"):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "day": pd.date_range("2024-01-01", periods=days, freq="D"),
+                    "store": store,
+                    "units": [10.0 + (i % 7) for i in range(days)],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "prepare", "train", "evaluate", "models"):
+        assert command in result.output
+
+
+def test_prepare_writes_the_prepared_panel(tmp_path: Path):
+    params = _project(tmp_path, _sales())
+    result = runner.invoke(app, ["prepare", "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    prepared = pd.read_parquet(tmp_path / "data/prepared/series.parquet")
+    assert sorted(prepared["series_id"].unique()) == ["north", "south"]
+    assert (prepared.groupby("series_id")["split"].value_counts().loc[("north", "holdout")]) == 8
+
+
+def test_bad_row_gives_a_clear_error_and_exit_code_2(tmp_path: Path):
+    table = _sales().astype({"units": object})
+    table.loc[65, "units"] = "n/a"  # data row 66: the south store's 6th day
+    params = _project(tmp_path, table)
+    result = runner.invoke(app, ["prepare", "--params", str(params)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "'units'" in result.output and "rows 66" in result.output
+    assert "south" in result.output
+    assert not (tmp_path / "data/prepared/series.parquet").exists()
+
+
+def test_unknown_profile_is_a_user_error(tmp_path: Path):
+    params = _project(tmp_path, _sales())
+    result = runner.invoke(app, ["prepare", "--params", str(params), "--profile", "nope"])
+    assert result.exit_code == 2
+    assert "no profile 'nope'" in result.output
+
+
+@pytest.fixture
+def fresh_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    configure_environment(ProjectPaths(tmp_path))
+    return MlflowClient()
+
+
+def test_models_lists_versions_aliases_and_data_version(
+    fresh_registry: MlflowClient, tmp_path: Path
+):
+    params = _project(tmp_path, _sales())
+    empty = runner.invoke(app, ["models", "--params", str(params)])
+    assert "No registered models yet" in empty.output
+    fresh_registry.create_registered_model("sales-forecaster")
+    fresh_registry.create_model_version(
+        "sales-forecaster",
+        "file:///nowhere",
+        tags={"model": "tcn", "holdout_mase": "0.4321", "data_version": "abcdef1234567890"},
+    )
+    fresh_registry.set_registered_model_alias("sales-forecaster", "champion", "1")
+    result = runner.invoke(app, ["models", "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    for text in ("sales-forecaster", "champion", "tcn", "0.4321", "abcdef123456"):
+        assert text in result.output
