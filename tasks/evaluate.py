@@ -139,17 +139,19 @@ def _forecast_table(
     return table
 
 
-def evaluate(
-    prepared_path: Path,
-    model_dirs: dict[str, Path],
-    params: Params,
-    report_dir: Path,
-    histories: dict[str, list[dict[str, float]]] | None = None,
-) -> EvaluationResult:
-    """Returns holdout scores for the trained models in `model_dirs` and every baseline, and
-    writes metrics.json, forecasts.csv, learning_curves.csv and plots/ to report_dir."""
-    from tasks.plots import plot_forecasts, plot_learning_curves
+@dataclass
+class Holdout:
+    """The holdout windows of a prepared dataset, with their actuals and MASE scales."""
 
+    table: pd.DataFrame
+    arrays: SeriesArrays
+    index: WindowIndex
+    actual: np.ndarray  # [windows, horizon]
+    scale: np.ndarray  # [windows] MASE denominator of each window's series
+
+
+def load_holdout(prepared_path: Path, params: Params) -> Holdout:
+    """Returns the rolling-origin holdout windows of the prepared data."""
     table, _ = read_prepared(prepared_path)
     arrays = SeriesArrays.from_prepared(table, params.dataset)
     windows = params.windows
@@ -161,15 +163,39 @@ def evaluate(
     offsets = index.starts[:, None] + windows.encoder_length + np.arange(windows.horizon)
     actual = arrays.target[offsets].numpy().astype(np.float64)
     scale = mase_scales(arrays, index, params.dataset.season_length)
+    return Holdout(table, arrays, index, actual, scale)
 
-    forecasts: dict[str, Forecast] = {}
-    for name, model_dir in model_dirs.items():
-        kind = FORECASTERS[name]
-        module = kind.load(Path(model_dir) / CHECKPOINT)
-        forecasts[name] = kind.predict(module, arrays, table, index, params, Path(model_dir))
+
+def model_forecast(kind: str, model_dir: Path, holdout: Holdout, params: Params) -> Forecast:
+    """Returns the forecasts of the `kind` model stored in model_dir for every holdout window."""
+    forecaster = FORECASTERS[kind]
+    module = forecaster.load(model_dir / CHECKPOINT)
+    return forecaster.predict(
+        module, holdout.arrays, holdout.table, holdout.index, params, model_dir
+    )
+
+
+def evaluate(
+    prepared_path: Path,
+    model_dirs: dict[str, Path],
+    params: Params,
+    report_dir: Path,
+    histories: dict[str, list[dict[str, float]]] | None = None,
+) -> EvaluationResult:
+    """Returns holdout scores for the trained models in `model_dirs` and every baseline, and
+    writes metrics.json, forecasts.csv, learning_curves.csv and plots/ to report_dir."""
+    from tasks.plots import plot_forecasts, plot_learning_curves
+
+    holdout = load_holdout(prepared_path, params)
+    arrays, index, actual = holdout.arrays, holdout.index, holdout.actual
+    windows = params.windows
+    forecasts = {
+        name: model_forecast(name, Path(model_dir), holdout, params)
+        for name, model_dir in model_dirs.items()
+    }
     baselines = baseline_forecasts(arrays, index, params)
     forecasts.update({name: Forecast(point=values) for name, values in baselines.items()})
-    scores = {name: score(actual, forecast, scale) for name, forecast in forecasts.items()}
+    scores = {name: score(actual, forecast, holdout.scale) for name, forecast in forecasts.items()}
 
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=report_dir.parent, prefix=f".{report_dir.name}-"))

@@ -19,7 +19,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from tasks.evaluate import EvaluationResult, evaluate
+from tasks.evaluate import EvaluationResult, evaluate, load_holdout
 from tasks.prepare import PrepareSummary, prepare, read_prepared
 from tasks.register import (
     CHALLENGER,
@@ -29,6 +29,7 @@ from tasks.register import (
     promote_if_better,
     register_version,
     registered_model_name,
+    rescore_on_holdout,
 )
 from tasks.tracking import holdout_key, lineage_tags, log_history, model_run, pipeline_run
 from tasks.train import TrainResult, parallel_trainings, train_in_subprocess
@@ -221,6 +222,9 @@ def register_step(
             holdout_key(summary, params),
             evaluation.metrics["seasonal_naive"][metric],
             paths.state / "registry.lock",
+            rescore=lambda champion: rescore_on_holdout(
+                champion, load_holdout(Path(summary.path), params), params
+            ),
         )
     except BaseException:
         for version in versions:

@@ -5,17 +5,22 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+import yaml
 from filelock import FileLock
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tasks.evaluate import Holdout, model_forecast, score
 from tasks.serving import ForecasterModel
-from trainyard.config import Params
+from trainyard.config import Params, params_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +114,14 @@ def promote_if_better(
     holdout_key: str,
     baseline_metric: float,
     lock_path: Path,
+    rescore: Callable[[ModelVersion], float | None] | None = None,
 ) -> GateDecision:
     """Returns the gate's decision after moving `champion` to the challenger if it wins.
 
-    It wins when it beats seasonal naive on the holdout and either no champion exists, the
-    champion was scored on another holdout (cannot be compared: it stays, reported), or its
-    metric is lower than the champion's. A file lock serialises concurrent promotions, since
-    setting an alias is last-writer-wins.
+    It wins when it beats seasonal naive on the holdout and either no champion exists or its
+    metric is lower than the champion's on the same holdout. A champion scored on another
+    holdout is re-scored on this one with `rescore`; if it cannot be (None), it stays. A file
+    lock serialises concurrent promotions, since setting an alias is last-writer-wins.
     """
     metric = params.register.metric
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,27 +134,57 @@ def promote_if_better(
                 f"not beat seasonal naive ({baseline_metric:.4f})",
             )
         champion = current_alias(client, challenger.name, CHAMPION)
+        before = "no champion"
         if champion is not None:
             champion_metric = float(champion.tags.get(f"holdout_{metric}", "inf"))
+            where = ""
             if champion.tags.get("holdout_key") != holdout_key:
-                return GateDecision(
-                    False,
-                    champion.version,
-                    f"champion v{champion.version} was scored on another holdout "
-                    f"({champion.tags.get('holdout_key')}); not comparable, it stays",
-                )
+                champion_metric = rescore(champion) if rescore else None
+                if champion_metric is None:
+                    return GateDecision(
+                        False,
+                        str(champion.version),
+                        f"champion v{champion.version} was scored on another holdout and cannot "
+                        "forecast this one (other windows or columns); it stays",
+                    )
+                where = " (re-scored on this holdout)"
             if challenger.metric >= champion_metric:
                 return GateDecision(
                     False,
-                    champion.version,
-                    f"champion v{champion.version} {metric} {champion_metric:.4f} is not beaten "
-                    f"by v{challenger.version} ({challenger.metric:.4f})",
+                    str(champion.version),
+                    f"champion v{champion.version}{where} {metric} {champion_metric:.4f} is not "
+                    f"beaten by v{challenger.version} ({challenger.metric:.4f})",
                 )
+            before = f"v{champion.version}{where} at {champion_metric:.4f}"
         client.set_registered_model_alias(challenger.name, CHAMPION, challenger.version)
-        before = f"v{champion.version}" if champion is not None else "no champion"
         return GateDecision(
             True,
             challenger.version,
             f"champion -> v{challenger.version} ({challenger.model}, {metric} "
             f"{challenger.metric:.4f}; was {before})",
         )
+
+
+def rescore_on_holdout(version: ModelVersion, holdout: Holdout, params: Params) -> float | None:
+    """Returns a registered version's `register.metric` on this holdout, or None when it was
+    trained for other windows or columns and cannot forecast these windows."""
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{version.name}/{version.version}", dst_path=folder
+            )
+        )
+        flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+        config = flavor["config"]  # what log_model stored as model_config
+        theirs = params_from_dict(config["params"])
+        if (
+            theirs.windows.encoder_length != params.windows.encoder_length
+            or theirs.windows.horizon != params.windows.horizon
+            or theirs.dataset.target != params.dataset.target
+            or theirs.dataset.known_covariates != params.dataset.known_covariates
+            or theirs.dataset.unknown_covariates != params.dataset.unknown_covariates
+        ):
+            return None
+        model_dir = local / flavor["artifacts"]["model_dir"]["path"]
+        forecast = model_forecast(config["kind"], model_dir, holdout, theirs)
+    return score(holdout.actual, forecast, holdout.scale)[params.register.metric]

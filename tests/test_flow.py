@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import mlflow
 import pandas as pd
 import pytest
@@ -151,3 +154,25 @@ def test_training_failure_leaves_no_running_run_and_no_version(harness, tmp_path
     assert len(client.search_model_versions("name='co2-forecaster'")) == versions_before
     assert not (paths.models / "tcn").exists()
     assert not (paths.reports / "metrics.json").exists()
+
+
+def test_champion_is_rescored_on_a_new_holdout(flow_run, tmp_path):
+    from tasks.evaluate import load_holdout, model_forecast, score
+    from tasks.prepare import prepare
+    from tasks.register import rescore_on_holdout
+
+    paths, params, first, _ = flow_run
+    params = copy.deepcopy(params)
+    client = MlflowClient()
+    version = client.get_model_version("co2-forecaster", first.versions[0].version)
+    params.windows.holdout_length = 52  # another holdout, same windows: comparable
+    summary = prepare(params, paths.root, tmp_path)
+    holdout = load_holdout(Path(summary.path), params)
+    rescored = rescore_on_holdout(version, holdout, params)
+    local = Path(first.trained[0].result.model_dir)
+    direct = score(
+        holdout.actual, model_forecast(version.tags["model"], local, holdout, params), holdout.scale
+    )["mase"]
+    assert rescored == pytest.approx(direct, rel=1e-6)
+    params.windows.horizon = 6  # other windows: the champion cannot forecast them
+    assert rescore_on_holdout(version, holdout, params) is None

@@ -76,3 +76,26 @@ def test_concurrent_promotions_leave_the_best_as_champion(registry, tmp_path):
         thread.join()
     best = min(candidates, key=lambda c: c.metric)
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == best.version
+
+
+@pytest.mark.parametrize(("rescored", "promoted"), [(0.25, False), (0.35, True)])
+def test_champion_from_another_holdout_is_rescored_on_this_one(
+    registry, tmp_path, rescored, promoted
+):
+    client, name = registry
+    lock = tmp_path / "lock"
+    old = _version(client, name, 0.9, key="old-holdout")
+    promote_if_better(client, old, Params(), "old-holdout", 1.0, lock)
+    new = _version(client, name, 0.3, key="new-holdout")
+    asked = []
+
+    def rescore(champion):
+        asked.append(str(champion.version))
+        return rescored
+
+    decision = promote_if_better(client, new, Params(), "new-holdout", 1.0, lock, rescore)
+    assert asked == [old.version]
+    assert decision.promoted is promoted
+    assert "re-scored on this holdout" in decision.reason
+    expected = new.version if promoted else old.version
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == expected
