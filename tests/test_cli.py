@@ -113,3 +113,31 @@ def test_models_lists_versions_aliases_and_data_version(
     assert result.exit_code == 0, result.output
     for text in ("sales-forecaster", "champion", "tcn", "0.4321", "abcdef123456"):
         assert text in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("orchestrator", [[], ["--no-orchestrator"]])
+def test_run_with_bad_input_prints_only_the_error(tmp_path: Path, orchestrator: list[str]):
+    import os
+    import subprocess
+
+    table = _sales()
+    table.loc[[3, 4], "day"] = table.loc[2, "day"]  # rows 3-5 share a day
+    params = _project(tmp_path, table)
+    env = {**os.environ, "TRAINYARD_STATE_DIR": str(tmp_path / "state")}
+    env.pop("PREFECT_HOME")  # the run must place it under its own state directory
+    done = subprocess.run(
+        ["trainyard", "run", "--params", str(params), *orchestrator],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "duplicate (series, time) rows" in output and "rows 3, 4, 5" in output
+    assert "Traceback" not in output and "CancelledError" not in output
+    assert not (tmp_path / "data/prepared/series.parquet").exists()
+    if not orchestrator:  # under Prefect, its home stayed in the project's state directory
+        assert (tmp_path / "state/prefect").is_dir()

@@ -129,7 +129,7 @@ def run(
     console.print(f"MLflow:  {where['mlflow']}")
     started = time.perf_counter()
     try:
-        with training_progress(params.train.models, params.train.max_epochs, console) as queue:
+        with training_progress(console) as queue:
             if no_orchestrator:
                 from tasks.pipeline import run_pipeline
 
@@ -181,15 +181,30 @@ def _commit_to_dvc(paths: ProjectPaths) -> None:
         console.print(f"[yellow]DVC: commit failed[/]: {done.stderr.strip()[-300:]}")
 
 
+class _HideRunFailures(logging.Filter):
+    """Drops Prefect's failed-run reports from the console (they still reach the Prefect API):
+    the command prints a user error itself, and any other error raises with its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_runs = record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
+        return not (from_runs and record.levelno >= logging.ERROR)
+
+
 class _quiet_prefect_shutdown:
-    """Hides the CancelledError tracebacks the ephemeral Prefect server prints as it stops."""
+    """Hides the CancelledError tracebacks the ephemeral Prefect server prints as it stops,
+    and Prefect's own console copy of a failed run's traceback."""
 
     def __enter__(self) -> None:
         logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        self.filter = _HideRunFailures()
+        self.handlers = list(logging.getLogger().handlers)
+        for handler in self.handlers:
+            handler.addFilter(self.filter)
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        for handler in self.handlers:
+            handler.removeFilter(self.filter)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 @contextlib.contextmanager
-def training_progress(models: list[str], max_epochs: int, console: Console) -> Iterator[Any]:
+def training_progress(console: Console) -> Iterator[Any]:
     """Yields a queue that child processes put (model, epoch, max_epochs, metrics) on, while a
     bar per model shows its epochs and latest val/loss."""
     manager = multiprocessing.get_context("spawn").Manager()
@@ -28,9 +28,7 @@ def training_progress(models: list[str], max_epochs: int, console: Console) -> I
         console=console,
         transient=False,
     )
-    bars = {
-        name: progress.add_task("", total=max_epochs, model=name, val_loss="-") for name in models
-    }
+    bars: dict[str, int] = {}  # a bar appears when its model reports its first epoch
     stop = threading.Event()
 
     def drain() -> None:
@@ -40,6 +38,8 @@ def training_progress(models: list[str], max_epochs: int, console: Console) -> I
             except (queue_module.Empty, EOFError, OSError):
                 continue
             value = metrics.get("val/loss")
+            if name not in bars:
+                bars[name] = progress.add_task("", total=total, model=name, val_loss="-")
             progress.update(
                 bars[name],
                 completed=epoch,
