@@ -48,9 +48,9 @@ class EpochHistory(Callback):
         self.queue = queue
         self.history: list[dict[str, float]] = []
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+    # Lightning validates before it ends the training epoch: only here are both this epoch's
+    # train/ aggregates and its val/ metrics in callback_metrics.
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         metrics = {
             key.removesuffix("_epoch"): float(value)
             for key, value in trainer.callback_metrics.items()

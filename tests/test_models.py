@@ -309,6 +309,8 @@ def test_lstm_training_is_deterministic_and_keeps_its_best_checkpoint(
     assert first.history == second.history
     assert first.epochs == 2
     assert [h["epoch"] for h in first.history] == [0, 1]
+    # Each epoch's row holds that epoch's own train/ and val/ aggregates (none missing).
+    assert all({"train/loss", "val/loss", "val/mae"} <= set(h) for h in first.history)
     assert first.best_val_loss == min(h["val/loss"] for h in first.history)
     checkpoint = tmp_path / "first" / "lstm" / CHECKPOINT
     assert checkpoint.is_file()
