@@ -51,11 +51,17 @@ class EpochHistory(Callback):
     # Lightning validates before it ends the training epoch: only here are both this epoch's
     # train/ aggregates and its val/ metrics in callback_metrics.
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        metrics = {
-            key.removesuffix("_epoch"): float(value)
+        logged = {
+            key: float(value)
             for key, value in trainer.callback_metrics.items()
             if key.startswith(("train/", "val/")) and not key.endswith("_step")
         }
+        # A metric logged per step and per epoch appears as "x" (last step) and "x_epoch":
+        # the epoch aggregate wins.
+        metrics = {key: value for key, value in logged.items() if not key.endswith("_epoch")}
+        metrics.update(
+            {k.removesuffix("_epoch"): v for k, v in logged.items() if k.endswith("_epoch")}
+        )
         self.history.append({"epoch": trainer.current_epoch, **metrics})
         if self.queue is not None:
             self.queue.put((self.name, trainer.current_epoch + 1, trainer.max_epochs, metrics))
