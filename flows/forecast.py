@@ -10,12 +10,10 @@ from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import pipeline
-from tasks.datasets import DatasetError
 from tasks.prepare import PrepareSummary, is_current, prepare_input_key
 from tasks.tracking import pipeline_run
-from tasks.train import parallel_trainings
-from tasks.validate import DataValidationError
-from trainyard.config import ConfigError, Params
+from tasks.train import check_model_names, parallel_trainings
+from trainyard.config import Params
 from trainyard.environment import ProjectPaths, artifact_root
 
 # Set by run_forecast_flow: a queue is no flow parameter (Prefect stores parameters as JSON).
@@ -23,10 +21,13 @@ _progress_queue: Any = None
 
 
 def _retry_io_errors(task, task_run, state) -> bool:
-    """Retries transient failures, never bad input: that needs the user, not another try."""
+    """Retries transient failures, never bad input: that needs the user, not another try.
+
+    Every user-facing error (DataValidationError, DatasetError, ConfigError) is a ValueError.
+    """
     try:
         state.result()
-    except (DataValidationError, DatasetError, ConfigError, ValueError):
+    except ValueError:
         return False
     except Exception:
         return True
@@ -35,7 +36,9 @@ def _retry_io_errors(task, task_run, state) -> bool:
 
 @task(
     name="prepare",
-    cache_policy=INPUTS + TASK_SOURCE,
+    # input_key covers the params prepare reads, the data and the prepare code; the rest of
+    # params (training, evaluation) must not invalidate the cache.
+    cache_policy=(INPUTS - "params") + TASK_SOURCE,
     persist_result=True,
     retries=2,
     retry_delay_seconds=2,
@@ -69,6 +72,7 @@ register_task = task(
 @flow(name="forecast")
 def forecast_flow(params: Params, paths: ProjectPaths) -> pipeline.PipelineResult:
     """Prepares, trains (concurrently), evaluates and registers the configured forecasters."""
+    check_model_names(params)
     key = prepare_input_key(params, paths.root)
     state = prepare_task(params, paths, key, return_state=True)
     summary = state.result()
@@ -77,6 +81,7 @@ def forecast_flow(params: Params, paths: ProjectPaths) -> pipeline.PipelineResul
         summary = prepare_task.with_options(refresh_cache=True)(params, paths, key)
         cached = False
     with pipeline_run(params, summary, paths.root, artifact_root(paths)) as run_id:
+        pipeline.forget_training_summary(paths)
         futures = [
             train_task.submit(name, summary, params, paths, run_id, _progress_queue)
             for name in params.train.models

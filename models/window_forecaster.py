@@ -65,11 +65,5 @@ class WindowForecaster(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, batch_size=size)
         self.log("val/mae", (prediction - batch["target"]).abs().mean(), batch_size=size)
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, prediction = self.model_step(batch)
-        size = len(prediction)
-        self.log("test/loss", loss, batch_size=size)
-        self.log("test/mae", (prediction - batch["target"]).abs().mean(), batch_size=size)
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.learning_rate)

@@ -16,7 +16,7 @@ import pandas as pd
 from tasks import metrics
 from tasks.baselines import ets_forecast, fill_history, naive_forecast, seasonal_naive_forecast
 from tasks.forecasters import FORECASTERS, Forecast
-from tasks.prepare import read_prepared
+from tasks.prepare import read_prepared_for
 from tasks.train import CHECKPOINT
 from tasks.windows import SeriesArrays, WindowIndex, window_index
 from trainyard.config import Params
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 FORECASTS_FILE = "forecasts.csv"
 CURVES_FILE = "learning_curves.csv"
-BASELINES = ("naive", "seasonal_naive", "ets")
 
 
 @dataclass
@@ -152,7 +151,7 @@ class Holdout:
 
 def load_holdout(prepared_path: Path, params: Params) -> Holdout:
     """Returns the rolling-origin holdout windows of the prepared data."""
-    table, _ = read_prepared(prepared_path)
+    table = read_prepared_for(prepared_path, params)
     arrays = SeriesArrays.from_prepared(table, params.dataset)
     windows = params.windows
     index = window_index(
@@ -210,7 +209,12 @@ def evaluate(
         plots_dir = work / "plots"
         plots_dir.mkdir()
         plots = plot_forecasts(
-            forecast_table, list(forecasts), windows.horizon, params.evaluate.plot_series, plots_dir
+            forecast_table,
+            list(forecasts),
+            windows.horizon,
+            params.evaluate.stride,
+            params.evaluate.plot_series,
+            plots_dir,
         )
         if not curves.empty:
             plots.append(plot_learning_curves(curves, plots_dir))

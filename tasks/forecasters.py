@@ -79,6 +79,14 @@ def _window_loaders(arrays: SeriesArrays, params: Params) -> tuple[WindowLoader,
     return loaders[0], loaders[1]
 
 
+COVARIATE_STATS = "covariate_stats"  # file (.pkl) beside a window model's checkpoint
+
+
+def _scaling(arrays: SeriesArrays) -> dict[str, Any]:
+    """Returns the files a window model keeps: its covariates' training standardisation."""
+    return {COVARIATE_STATS: arrays.covariate_stats}
+
+
 def _input_size(arrays: SeriesArrays) -> int:
     return 1 + arrays.covariates.shape[1]
 
@@ -95,7 +103,9 @@ def setup_lstm(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Tra
         "dropout": cfg.dropout,
         "learning_rate": params.train.learning_rate,
     }
-    return TrainingSetup(LSTMForecaster(**hparams), *_window_loaders(arrays, params), hparams, {})
+    return TrainingSetup(
+        LSTMForecaster(**hparams), *_window_loaders(arrays, params), hparams, _scaling(arrays)
+    )
 
 
 def setup_tcn(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> TrainingSetup:
@@ -112,7 +122,9 @@ def setup_tcn(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Trai
         "dropout": cfg.dropout,
         "learning_rate": params.train.learning_rate,
     }
-    return TrainingSetup(TCNForecaster(**hparams), *_window_loaders(arrays, params), hparams, {})
+    return TrainingSetup(
+        TCNForecaster(**hparams), *_window_loaders(arrays, params), hparams, _scaling(arrays)
+    )
 
 
 @torch.no_grad()
@@ -134,14 +146,25 @@ def predict_windows(
     return Forecast(point=torch.cat(outputs).numpy())
 
 
+def _tft_rows(table: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Returns the rows a TimeSeriesDataSet takes: observed targets, string series ids."""
+    rows = table[table[params.dataset.target].notna()].copy()
+    rows["series_id"] = rows["series_id"].astype(str)
+    return rows
+
+
+def window_keys(arrays: SeriesArrays, index: WindowIndex) -> pd.MultiIndex:
+    """Returns (series id, first forecast step) of every window in `index`."""
+    return pd.MultiIndex.from_arrays([np.asarray(arrays.series_ids)[index.series], index.origins])
+
+
 def _tft_datasets(table: pd.DataFrame, params: Params):
     """Returns (training dataset fitted on the train split, dataset over every row)."""
     from pytorch_forecasting import TimeSeriesDataSet
     from pytorch_forecasting.data import EncoderNormalizer
 
     spec, windows = params.dataset, params.windows
-    rows = table[table[spec.target].notna()].copy()
-    rows["series_id"] = rows["series_id"].astype(str)
+    rows = _tft_rows(table, params)
     statics = ["series_id"] if rows["series_id"].nunique() > 1 else []
     train_rows = rows[rows["split"] == "train"]
     training = TimeSeriesDataSet(
@@ -166,7 +189,7 @@ def _tft_datasets(table: pd.DataFrame, params: Params):
 
 def _same_windows(dataset, arrays: SeriesArrays, index: WindowIndex):
     """Returns `dataset` filtered to exactly the windows in `index` (series, first step)."""
-    wanted = pd.MultiIndex.from_arrays([np.asarray(arrays.series_ids)[index.series], index.origins])
+    wanted = window_keys(arrays, index)
     decoded = dataset.decoded_index
     keys = pd.MultiIndex.from_arrays(
         [decoded["series_id"].astype(str), decoded["time_idx_first_prediction"]]
@@ -228,10 +251,8 @@ def predict_tft(
 
     with open(model_dir / "dataset_parameters.pkl", "rb") as handle:
         dataset_parameters = pickle.load(handle)
-    rows = table[table[params.dataset.target].notna()].copy()
-    rows["series_id"] = rows["series_id"].astype(str)
     everything = TimeSeriesDataSet.from_parameters(
-        dataset_parameters, rows, stop_randomization=True
+        dataset_parameters, _tft_rows(table, params), stop_randomization=True
     )
     dataset = _same_windows(everything, arrays, index)
     loader = dataset.to_dataloader(train=False, batch_size=PREDICT_BATCH, num_workers=0)
@@ -249,8 +270,14 @@ def predict_tft(
     order = pd.MultiIndex.from_arrays(
         [result.index["series_id"].astype(str), result.index["time_idx"]]
     )
-    wanted = pd.MultiIndex.from_arrays([np.asarray(arrays.series_ids)[index.series], index.origins])
-    quantiles = quantiles[order.get_indexer(wanted)]
+    wanted = window_keys(arrays, index)
+    positions = order.get_indexer(wanted)
+    if (positions < 0).any():
+        missing = ", ".join(
+            f"{series} at step {step}" for series, step in wanted[positions < 0][:5]
+        )
+        raise ValueError(f"the TFT could not forecast {missing}: an incomplete encoder window")
+    quantiles = quantiles[positions]
     levels = list(module.loss.quantiles)
     return Forecast(point=quantiles[..., levels.index(0.5)], quantiles=quantiles, levels=levels)
 

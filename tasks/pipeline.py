@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -17,10 +18,11 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from tasks.evaluate import EvaluationResult, evaluate, load_holdout
-from tasks.prepare import PrepareSummary, prepare, read_prepared
+from tasks.prepare import PREPARED_FILE, PrepareSummary, prepare, read_prepared
 from tasks.register import (
     CHALLENGER,
     GateDecision,
@@ -32,7 +34,7 @@ from tasks.register import (
     rescore_on_holdout,
 )
 from tasks.tracking import holdout_key, lineage_tags, log_history, model_run, pipeline_run
-from tasks.train import TrainResult, parallel_trainings, train_in_subprocess
+from tasks.train import TrainResult, check_model_names, parallel_trainings, train_in_subprocess
 from trainyard.config import Params
 from trainyard.environment import ProjectPaths, artifact_root
 
@@ -76,11 +78,10 @@ def train_step(
     progress_queue: Any = None,
 ) -> TrainedModel:
     """Returns model `name` trained in its own process and tracked in a nested MLflow run."""
-    threads = max(1, (os.cpu_count() or 1) // parallel_trainings(params))
     tags = lineage_tags(summary, params, paths.root)
     with model_run(parent_run_id, name, tags) as run_id:
         result = train_in_subprocess(
-            name, Path(summary.path), params, paths.models, progress_queue, threads
+            name, Path(summary.path), params, paths.models, progress_queue, torch_threads(params)
         )
         mlflow.log_params({f"model.{key}": str(value) for key, value in result.hparams.items()})
         mlflow.log_params({"model.kind": name, "model.n_parameters": result.n_parameters})
@@ -95,6 +96,19 @@ def train_step(
     return TrainedModel(result, run_id)
 
 
+def torch_threads(params: Params) -> int:
+    """Returns the torch threads each training process gets: the cores shared out."""
+    return max(1, (os.cpu_count() or 1) // parallel_trainings(params))
+
+
+def for_each_model(params: Params, train_one: Callable[[str], Any]) -> list[Any]:
+    """Returns train_one(name) for every configured model, up to train.parallel at once; it
+    waits for all of them even when one fails, then raises that failure."""
+    with ThreadPoolExecutor(max_workers=parallel_trainings(params)) as pool:
+        futures = [pool.submit(train_one, name) for name in params.train.models]
+        return [future.result() for future in futures]
+
+
 def train_all(
     summary: PrepareSummary,
     params: Params,
@@ -102,13 +116,12 @@ def train_all(
     parent_run_id: str,
     progress_queue: Any = None,
 ) -> list[TrainedModel]:
-    """Returns every configured model trained, up to train.parallel at once."""
-    with ThreadPoolExecutor(max_workers=parallel_trainings(params)) as pool:
-        futures = [
-            pool.submit(train_step, name, summary, params, paths, parent_run_id, progress_queue)
-            for name in params.train.models
-        ]
-        return [future.result() for future in futures]
+    """Returns every configured model trained and tracked in its own nested MLflow run."""
+    forget_training_summary(paths)
+    return for_each_model(
+        params,
+        lambda name: train_step(name, summary, params, paths, parent_run_id, progress_queue),
+    )
 
 
 def train_untracked(
@@ -116,30 +129,28 @@ def train_untracked(
 ) -> list[TrainResult]:
     """Returns every configured model trained from data/prepared, with no MLflow tracking
     (the DVC `train` stage)."""
-    from tasks.prepare import PREPARED_FILE
+    prepared = paths.prepared / PREPARED_FILE
+    forget_training_summary(paths)
+    return for_each_model(
+        params,
+        lambda name: train_in_subprocess(
+            name, prepared, params, paths.models, progress_queue, torch_threads(params)
+        ),
+    )
 
-    threads = max(1, (os.cpu_count() or 1) // parallel_trainings(params))
-    with ThreadPoolExecutor(max_workers=parallel_trainings(params)) as pool:
-        futures = [
-            pool.submit(
-                train_in_subprocess,
-                name,
-                paths.prepared / PREPARED_FILE,
-                params,
-                paths.models,
-                progress_queue,
-                threads,
-            )
-            for name in params.train.models
-        ]
-        return [future.result() for future in futures]
+
+def forget_training_summary(paths: ProjectPaths) -> None:
+    """Removes data/models/training.json, so a failed training leaves no summary that points
+    at a mix of old and new models (evaluation then asks for training)."""
+    (paths.models / TRAINING_SUMMARY).unlink(missing_ok=True)
 
 
 def write_training_summary(trained: list[TrainResult], paths: ProjectPaths) -> None:
-    """Writes data/models/training.json: what each model's training did."""
+    """Writes data/models/training.json: what each model's training did (model folders are
+    stored by name, so the file stays valid wherever the project is checked out)."""
     paths.models.mkdir(parents=True, exist_ok=True)
-    text = json.dumps([asdict(result) for result in trained], indent=2)
-    (paths.models / TRAINING_SUMMARY).write_text(text)
+    rows = [{**asdict(result), "model_dir": result.name} for result in trained]
+    (paths.models / TRAINING_SUMMARY).write_text(json.dumps(rows, indent=2))
 
 
 def read_training_summary(paths: ProjectPaths) -> list[TrainResult]:
@@ -147,7 +158,8 @@ def read_training_summary(paths: ProjectPaths) -> list[TrainResult]:
     path = paths.models / TRAINING_SUMMARY
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained models; run `trainyard train` first")
-    return [TrainResult(**row) for row in json.loads(path.read_text())]
+    rows = json.loads(path.read_text())
+    return [TrainResult(**{**row, "model_dir": str(paths.models / row["name"])}) for row in rows]
 
 
 def evaluate_step(
@@ -166,12 +178,20 @@ def evaluate_step(
         {model.result.name: model.result.history for model in trained},
     )
     client = MlflowClient()
+    now = int(time.time() * 1000)
     for model in trained:
-        for key, value in result.metrics[model.result.name].items():
-            client.log_metric(model.run_id, f"holdout/{key}", value)
-    for name, scores in result.metrics.items():
-        for key, value in scores.items():
-            client.log_metric(parent_run_id, f"holdout/{name}/{key}", value)
+        scores = result.metrics[model.result.name]
+        client.log_batch(
+            model.run_id, metrics=[Metric(f"holdout/{k}", v, now, 0) for k, v in scores.items()]
+        )
+    client.log_batch(
+        parent_run_id,
+        metrics=[
+            Metric(f"holdout/{name}/{key}", value, now, 0)
+            for name, scores in result.metrics.items()
+            for key, value in scores.items()
+        ],
+    )
     client.log_artifacts(parent_run_id, result.report_dir, artifact_path="reports")
     return result
 
@@ -240,6 +260,7 @@ def run_pipeline(
     on_prepared: Callable[[PrepareSummary], None] | None = None,
 ) -> PipelineResult:
     """Returns the result of the whole pipeline run without an orchestrator."""
+    check_model_names(params)
     summary = prepare_step(params, paths)
     if on_prepared:
         on_prepared(summary)

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -17,14 +18,21 @@ def _file_name(label: str) -> str:
 
 
 def plot_forecasts(
-    forecasts: pd.DataFrame, names: list[str], horizon: int, max_series: int, out_dir: Path
+    forecasts: pd.DataFrame,
+    names: list[str],
+    horizon: int,
+    stride: int,
+    max_series: int,
+    out_dir: Path,
 ) -> list[Path]:
-    """Returns PNG paths, one per series (up to max_series): the holdout actuals and each model's
-    forecasts from back-to-back origins (every `horizon` steps), with quantile bands if any."""
+    """Returns PNG paths, one per series (up to max_series): the holdout actuals and each
+    model's forecasts from back-to-back origins (origins are `stride` steps apart; one every
+    `horizon` steps is drawn), with quantile bands where there are any."""
     paths = []
-    origins = sorted(forecasts["origin"].unique())
-    stitched = set(origins[::horizon])
     for series, part in list(forecasts.groupby("series", sort=True))[:max_series]:
+        # Back-to-back origins: one every `horizon` steps of this series' holdout.
+        origins = np.sort(part["origin"].unique())
+        stitched = set(origins[:: max(1, horizon // stride)])
         part = part[part["origin"].isin(stitched)].sort_values("time")
         actual = (
             forecasts[forecasts["series"] == series].drop_duplicates("time").sort_values("time")

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 PREPARED_FILE = "series.parquet"
 META_KEY = b"trainyard"
-SPLITS = ("train", "validation", "holdout")
 
 
 @dataclass
@@ -137,6 +136,27 @@ def read_prepared(path: Path) -> tuple[pd.DataFrame, dict]:
     return arrow.to_pandas(), meta
 
 
+def read_prepared_for(path: Path, params: Params) -> pd.DataFrame:
+    """Returns the prepared table, after checking it was prepared with these dataset and
+    windows parameters (a model trained on other splits would be scored wrongly)."""
+    table, meta = read_prepared(path)
+    differ = [
+        f"{section}.{key}"
+        for section, current in (
+            ("dataset", asdict(params.dataset)),
+            ("windows", asdict(params.windows)),
+        )
+        for key, value in current.items()
+        if meta[section].get(key) != value
+    ]
+    if differ:
+        raise ValueError(
+            f"{path} was prepared with other parameters ({', '.join(differ)} differ): "
+            "run `trainyard prepare` with these parameters first"
+        )
+    return table
+
+
 def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
     """Returns a summary after validating the configured table and writing the prepared series."""
     spec = params.dataset
@@ -190,7 +210,8 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
 
 def prepare_input_key(params: Params, root: Path) -> str:
     """Returns a hash of everything the prepare step reads: the raw table's bytes (or the
-    built-in's name and providing package version) and the dataset and windows parameters."""
+    built-in's name and providing package version), the dataset and windows parameters, and
+    the code of the prepare, validate and datasets modules."""
     from tasks.datasets import BUILTIN_DATASETS
 
     spec = params.dataset
@@ -201,9 +222,19 @@ def prepare_input_key(params: Params, root: Path) -> str:
     else:
         path = Path(spec.name) if Path(spec.name).is_absolute() else root / spec.name
         source = f"file:{file_md5(path)}" if path.exists() else f"missing:{path}"
+    code = "".join(file_md5(Path(module.__file__)) for module in _prepare_code())
     return hashlib.sha256(
-        f"{source}|{params.section_hash('dataset', 'windows')}".encode()
+        f"{source}|{params.section_hash('dataset', 'windows')}|{code}".encode()
     ).hexdigest()[:16]
+
+
+def _prepare_code() -> list:
+    """Returns the modules whose code decides what prepare writes."""
+    import sys
+
+    from tasks import datasets, validate
+
+    return [datasets, validate, sys.modules[__name__]]
 
 
 def is_current(summary: PrepareSummary) -> bool:

@@ -136,16 +136,17 @@ def promote_if_better(
         champion = current_alias(client, challenger.name, CHAMPION)
         before = "no champion"
         if champion is not None:
-            champion_metric = float(champion.tags.get(f"holdout_{metric}", "inf"))
+            recorded = champion.tags.get(f"holdout_{metric}")
+            champion_metric = float(recorded) if recorded is not None else None
             where = ""
-            if champion.tags.get("holdout_key") != holdout_key:
+            if champion.tags.get("holdout_key") != holdout_key or champion_metric is None:
                 champion_metric = rescore(champion) if rescore else None
                 if champion_metric is None:
                     return GateDecision(
                         False,
                         str(champion.version),
-                        f"champion v{champion.version} was scored on another holdout and cannot "
-                        "forecast this one (other windows or columns); it stays",
+                        f"champion v{champion.version} was scored on another holdout (or metric) "
+                        "and cannot forecast this one (other windows or columns); it stays",
                     )
                 where = " (re-scored on this holdout)"
             if challenger.metric >= champion_metric:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tasks.forecasters import FORECASTERS
+from tasks.forecasters import COVARIATE_STATS, FORECASTERS
 from tasks.prepare import regularize
 from tasks.train import CHECKPOINT
 from tasks.validate import series_labels, validate_table
@@ -82,19 +83,26 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
             "model input",
         )
         table = future_table(checked, self.params)
-        if self.kind == "tft":
-            table[spec.target] = table[spec.target].fillna(0.0)  # placeholder, never read
-        arrays = SeriesArrays.from_prepared(table, spec)
+        stats = self.model_dir / f"{COVARIATE_STATS}.pkl"
+        covariate_stats = pickle.loads(stats.read_bytes()) if stats.exists() else None
+        arrays = SeriesArrays.from_prepared(table, spec, covariate_stats)
         ends = arrays.offsets + arrays.lengths
         starts = ends - windows.horizon - windows.encoder_length
         encoders = starts[:, None] + np.arange(windows.encoder_length)
-        gaps = np.isnan(arrays.target.numpy()[encoders]).any(axis=1)
-        if self.kind != "tft" and gaps.any():
+        short = starts < arrays.offsets
+        gaps = short | np.isnan(arrays.target.numpy()[np.maximum(encoders, 0)]).any(axis=1)
+        if gaps.any():
             bad = [arrays.series_ids[i] for i in np.flatnonzero(gaps)]
             raise ValueError(
-                f"series {', '.join(bad)}: the last {windows.encoder_length} steps have missing "
-                "targets; forecasting needs a complete encoder window"
+                f"series {', '.join(bad)}: the last {windows.encoder_length} steps before the "
+                "forecast are not all observed; forecasting needs a complete encoder window"
             )
+        if self.kind == "tft":
+            # The TimeSeriesDataSet needs the future rows to exist; it never reads their target.
+            future = table["time_idx"] >= table.groupby("series_id")["time_idx"].transform(
+                "max"
+            ) - (windows.horizon - 1)
+            table.loc[future, spec.target] = 0.0
         index = WindowIndex(
             starts=torch.from_numpy(starts.astype(np.int64)),
             series=np.arange(len(arrays.series_ids)),

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from tasks.prepare import PrepareSummary, read_prepared
 from trainyard.config import Params
 
 
+@functools.lru_cache(maxsize=8)
 def git_commit(root: Path) -> str:
     """Returns the checked-out git commit (with "-dirty" if the tree has changes), or "unknown"."""
     try:
@@ -142,9 +146,11 @@ def model_run(
 
 def log_history(run_id: str, history: list[dict[str, float]]) -> None:
     """Logs per-epoch metrics (train/loss, val/loss, ...) with the epoch as the step."""
-    client = MlflowClient()
-    for row in history:
-        step = int(row["epoch"])
-        for key, value in row.items():
-            if key != "epoch":
-                client.log_metric(run_id, key, value, step=step)
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(key, value, now, int(row["epoch"]))
+        for row in history
+        for key, value in row.items()
+        if key != "epoch"
+    ]
+    MlflowClient().log_batch(run_id, metrics=metrics)

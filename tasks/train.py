@@ -18,9 +18,9 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from tasks.forecasters import FORECASTERS
-from tasks.prepare import read_prepared
+from tasks.prepare import read_prepared_for
 from tasks.windows import SeriesArrays
-from trainyard.config import Params, params_from_dict
+from trainyard.config import ConfigError, Params, params_from_dict
 from trainyard.environment import quiet_libraries
 
 CHECKPOINT = "best.ckpt"
@@ -67,6 +67,15 @@ class EpochHistory(Callback):
             self.queue.put((self.name, trainer.current_epoch + 1, trainer.max_epochs, metrics))
 
 
+def check_model_names(params: Params) -> None:
+    """Raises ConfigError if train.models names a model kind that does not exist."""
+    unknown = [name for name in params.train.models if name not in FORECASTERS]
+    if unknown:
+        raise ConfigError(
+            f"train.models: unknown model(s) {', '.join(unknown)}; known: {', '.join(FORECASTERS)}"
+        )
+
+
 def train_model(
     name: str,
     prepared_path: Path,
@@ -76,12 +85,11 @@ def train_model(
     threads: int | None = None,
 ) -> TrainResult:
     """Returns the result of training model kind `name`; its files land in out_dir/name."""
-    if name not in FORECASTERS:
-        raise ValueError(f"train.models: unknown model {name!r}; known: {', '.join(FORECASTERS)}")
+    check_model_names(params)
     if threads:
         torch.set_num_threads(threads)
     quiet_libraries()
-    table, _ = read_prepared(prepared_path)
+    table = read_prepared_for(prepared_path, params)
     arrays = SeriesArrays.from_prepared(table, params.dataset)
     L.seed_everything(params.train.seed, workers=True, verbose=False)
     kind = FORECASTERS[name]

@@ -196,6 +196,14 @@ def _order_problems(
         + windows.validation_length
         + windows.holdout_length
     )
+    parts = (
+        f"encoder {windows.encoder_length} + horizon {windows.horizon} + validation "
+        f"{windows.validation_length} + holdout {windows.holdout_length}"
+    )
+    if windows.holdout_length and spec.season_length + windows.holdout_length > needed:
+        # Seasonal naive forecasts the first holdout step from one season before it.
+        needed = spec.season_length + windows.holdout_length
+        parts = f"season_length {spec.season_length} + holdout {windows.holdout_length}"
     spans = times.groupby(labels, sort=False).agg(["min", "max"])
     lengths = {
         label: len(pd.date_range(row["min"], row["max"], freq=offset))
@@ -207,9 +215,7 @@ def _order_problems(
             Problem(
                 column=spec.time_column,
                 what=(
-                    f"series too short: each needs at least {needed} steps (encoder "
-                    f"{windows.encoder_length} + horizon {windows.horizon} + validation "
-                    f"{windows.validation_length} + holdout {windows.holdout_length}); shortest "
+                    f"series too short: each needs at least {needed} steps ({parts}); shortest "
                     f"has {min(lengths[label] for label in short)}"
                 ),
                 fix="drop these series, or shorten windows.* in params.yaml",
@@ -219,21 +225,27 @@ def _order_problems(
     return problems
 
 
+def _empty_covariate_problems(frame: pd.DataFrame, spec: DatasetConfig) -> list[Problem]:
+    labels = series_labels(frame, spec.series_columns)
+    problems = []
+    for name in spec.known_covariates + spec.unknown_covariates:
+        empty = frame[name].isna().groupby(labels, sort=True).all()
+        if empty.any():
+            problems.append(
+                Problem(
+                    column=name,
+                    what="empty for a whole series: there is nothing to interpolate from",
+                    fix="fill the covariate for these series, or drop them",
+                    series=empty.index[empty].tolist(),
+                )
+            )
+    return problems
+
+
 def validate_table(
     frame: pd.DataFrame, spec: DatasetConfig, windows: WindowConfig, source: str
 ) -> pd.DataFrame:
     """Returns the table with parsed times and float columns, or raises DataValidationError."""
-    if spec.missing_target not in ("error", "gap"):
-        raise DataValidationError(
-            source,
-            [
-                Problem(
-                    spec.target,
-                    f"dataset.missing_target is {spec.missing_target!r}",
-                    "set it to 'error' or 'gap'",
-                )
-            ],
-        )
     if frame.empty:
         raise DataValidationError(
             source, [Problem("(all)", "the table has no rows", "export the data again")]
@@ -265,7 +277,7 @@ def validate_table(
     except SchemaErrors as error:
         raise DataValidationError(source, _schema_problems(frame, spec, error)) from None
     times = pd.to_datetime(frame[spec.time_column], format="mixed")
-    problems = _order_problems(frame, times, spec, windows)
+    problems = _order_problems(frame, times, spec, windows) + _empty_covariate_problems(frame, spec)
     if problems:
         raise DataValidationError(source, problems)
     typed = frame.copy()

@@ -16,6 +16,11 @@ import torch
 
 from trainyard.config import DatasetConfig
 
+SPLIT_CODES = {"train": 0, "validation": 1, "holdout": 2}
+
+# Per series: (mean, std) of each covariate on its training split.
+CovariateStats = dict[str, tuple[np.ndarray, np.ndarray]]
+
 
 @dataclass
 class SeriesArrays:
@@ -30,27 +35,36 @@ class SeriesArrays:
     split: np.ndarray  # [rows] 0 train, 1 validation, 2 holdout
     time_idx: np.ndarray  # [rows] step index within its series
     times: np.ndarray  # [rows] timestamps
+    covariate_stats: CovariateStats  # the standardisation applied to each series' covariates
 
     @classmethod
-    def from_prepared(cls, table: pd.DataFrame, spec: DatasetConfig) -> SeriesArrays:
-        """Returns arrays built from the prepared table (sorted by series, time)."""
+    def from_prepared(
+        cls, table: pd.DataFrame, spec: DatasetConfig, covariate_stats: CovariateStats | None = None
+    ) -> SeriesArrays:
+        """Returns arrays built from the prepared table (sorted by series, time).
+
+        Covariates are standardised per series with `covariate_stats` where it has the series
+        (a trained model's), else with the series' own training split: no holdout leakage.
+        """
         table = table.sort_values(["series_id", "time_idx"], kind="stable")
         covariate_names = spec.known_covariates + spec.unknown_covariates
         # copy=True: pandas 3 may hand back a read-only array, and it is standardised in place.
         covariates = table[covariate_names].to_numpy(dtype=np.float32, copy=True)
         covariates = covariates.reshape(len(table), -1)
         train = (table["split"] == "train").to_numpy()
-        # Standardise covariates per series on the training split only: no holdout leakage.
-        for _, index in table.groupby("series_id", sort=False).indices.items():
-            fit = covariates[index][train[index]]
-            mean = fit.mean(axis=0)
-            std = fit.std(axis=0)
+        stats: CovariateStats = {}
+        for series_id, index in table.groupby("series_id", sort=False).indices.items():
+            if covariate_stats and series_id in covariate_stats:
+                mean, std = covariate_stats[series_id]
+            else:
+                fit = covariates[index][train[index]]
+                mean, std = fit.mean(axis=0), fit.std(axis=0)
+            stats[series_id] = (mean, std)
             covariates[index] = (covariates[index] - mean) / np.where(std > 0, std, 1.0)
         series_ids, starts, lengths = np.unique(
             table["series_id"].to_numpy(), return_index=True, return_counts=True
         )
         order = np.argsort(starts)
-        split_codes = {"train": 0, "validation": 1, "holdout": 2}
         return cls(
             target=torch.from_numpy(table[spec.target].to_numpy(dtype=np.float32)),
             covariates=torch.from_numpy(covariates),
@@ -58,9 +72,10 @@ class SeriesArrays:
             series_ids=[str(s) for s in series_ids[order]],
             offsets=starts[order],
             lengths=lengths[order],
-            split=table["split"].map(split_codes).to_numpy(dtype=np.int8),
+            split=table["split"].map(SPLIT_CODES).to_numpy(dtype=np.int8),
             time_idx=table["time_idx"].to_numpy(),
             times=table[spec.time_column].to_numpy(),
+            covariate_stats=stats,
         )
 
 
@@ -85,7 +100,7 @@ def window_index(
 ) -> WindowIndex:
     """Returns every window whose horizon lies wholly in `split` and that touches no missing
     target; for the holdout, origins step by `stride` from the holdout's first step."""
-    code = {"train": 0, "validation": 1, "holdout": 2}[split]
+    code = SPLIT_CODES[split]
     length = encoder_length + horizon
     missing = torch.isnan(arrays.target).numpy()
     starts, series, origins = [], [], []

@@ -181,3 +181,31 @@ def test_fractional_value_for_a_whole_number_field_is_rejected() -> None:
 
     with pytest.raises(ConfigError, match=r"windows.encoder_length must be a whole number"):
         params_from_dict({"windows": {"encoder_length": 12.5}})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"windows": {"horizon": 12, "holdout_length": 8}},
+            r"holdout_length \(8\) must be at least",
+        ),
+        ({"train": {"models": ["lstm", "lstm"]}}, "lists a model twice"),
+        ({"train": {"models": []}}, "at least one model"),
+        ({"evaluate": {"classical": "arima"}}, "evaluate.classical must be 'ets' or 'none'"),
+        ({"register": {"metric": "r2"}}, "register.metric must be one of"),
+    ],
+)
+def test_impossible_values_are_config_errors(values: dict, message: str) -> None:
+    from trainyard.config import ConfigError, params_from_dict
+
+    with pytest.raises(ConfigError, match=message):
+        params_from_dict(values)
+
+
+def test_unknown_model_name_is_refused_before_any_work() -> None:
+    from tasks.train import check_model_names
+    from trainyard.config import ConfigError, params_from_dict
+
+    with pytest.raises(ConfigError, match="unknown model.*nbeats.*known: lstm, tcn, tft"):
+        check_model_names(params_from_dict({"train": {"models": ["lstm", "nbeats"]}}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from pathlib import Path
 
 import mlflow
@@ -71,51 +73,86 @@ def promo_project(tmp_path_factory):
     return root, params, summary
 
 
-def test_known_covariates_let_the_lstm_beat_seasonal_naive(promo_project):
+@pytest.fixture(scope="module")
+def trained(promo_project):
+    """Returns {kind: model folder} for an LSTM (15 epochs) and a TFT (1 epoch)."""
     root, params, summary = promo_project
-    result = train_model("lstm", Path(summary.path), params, root / "models")
+    lstm = train_model("lstm", Path(summary.path), params, root / "models")
+    quick = copy.deepcopy(params)
+    quick.train.max_epochs = 1
+    tft = train_model("tft", Path(summary.path), quick, root / "models")
+    return {"lstm": Path(lstm.model_dir), "tft": Path(tft.model_dir)}
+
+
+def test_known_covariates_let_the_lstm_beat_seasonal_naive(promo_project, trained):
+    root, params, summary = promo_project
     scores = evaluate(
-        Path(summary.path), {"lstm": Path(result.model_dir)}, params, root / "reports"
+        Path(summary.path), {"lstm": trained["lstm"]}, params, root / "reports"
     ).metrics
     # Promos are random: only a model that reads the future promo flag can follow them.
     assert scores["lstm"]["mase"] < 0.5 * scores["seasonal_naive"]["mase"], scores
 
 
-def test_tft_takes_the_same_covariates(promo_project):
+def test_tft_takes_the_same_covariates(promo_project, trained):
     root, params, summary = promo_project
-    params.train.max_epochs = 1
-    result = train_model("tft", Path(summary.path), params, root / "models")
-    scores = evaluate(
-        Path(summary.path), {"tft": Path(result.model_dir)}, params, root / "reports"
-    ).metrics
-    assert {"quantile_loss", "coverage_80"} <= set(scores["tft"])
+    with open(trained["tft"] / "dataset_parameters.pkl", "rb") as handle:
+        dataset = pickle.load(handle)
+    assert dataset["time_varying_known_reals"] == ["promo"]
+    assert dataset["time_varying_unknown_reals"] == ["units", "temperature"]
+    scores = evaluate(Path(summary.path), {"tft": trained["tft"]}, params, root / "reports")
+    assert {"quantile_loss", "coverage_80"} <= set(scores.metrics["tft"])
 
 
-def test_pyfunc_forecasts_with_future_known_covariates(promo_project, tmp_path):
-    root, params, summary = promo_project
-    model_dir = root / "models" / "lstm"
-    if not model_dir.exists():
-        train_model("lstm", Path(summary.path), params, root / "models")
-    saved = tmp_path / "pyfunc"
+def _load_pyfunc(kind: str, model_dir: Path, params, folder: Path):
     mlflow.pyfunc.save_model(
-        saved,
+        folder,
         python_model=ForecasterModel(),
         artifacts={"model_dir": str(model_dir)},
-        model_config={"kind": "lstm", "params": params.to_dict()},
+        model_config={"kind": kind, "params": params.to_dict()},
     )
-    model = mlflow.pyfunc.load_model(str(saved))
+    return mlflow.pyfunc.load_model(str(folder))
+
+
+def _history_and_future(end: str = "2023-10-01"):
     table = _promo_table()
-    history = table[table["day"] < "2023-10-01"]
-    future = table[(table["day"] >= "2023-10-01") & (table["day"] < "2023-10-08")].copy()
-    future["units"] = np.nan
+    history = table[table["day"] < end]
+    future = table[
+        (table["day"] >= end) & (table["day"] < pd.Timestamp(end) + pd.Timedelta(days=7))
+    ]
+    return table, history, future.assign(units=np.nan)
+
+
+def test_pyfunc_forecasts_with_future_known_covariates(promo_project, trained, tmp_path):
+    _, params, _ = promo_project
+    model = _load_pyfunc("lstm", trained["lstm"], params, tmp_path / "lstm")
+    table, history, future = _history_and_future()
     forecast = model.predict(pd.concat([history, future]))
     assert len(forecast) == 2 * params.windows.horizon
     assert forecast.groupby("series")["day"].min().eq(pd.Timestamp("2023-10-01")).all()
     actual = table.set_index(["store", "day"])["units"]
-    errors = (
-        forecast["prediction"].to_numpy()
-        - actual.loc[list(zip(forecast["series"], forecast["day"], strict=True))].to_numpy()
-    )
+    keys = list(zip(forecast["series"], forecast["day"], strict=True))
+    errors = forecast["prediction"].to_numpy() - actual.loc[keys].to_numpy()
     assert np.abs(errors).mean() < 3  # promo jumps are 10: the forecast follows them
+    # Covariates are scaled with the training statistics, not the caller's history: a short
+    # history with the same last window forecasts exactly the same.
+    short = history.groupby("store").tail(params.windows.encoder_length)
+    again = model.predict(pd.concat([short, future]))
+    np.testing.assert_allclose(again["prediction"], forecast["prediction"], rtol=1e-5)
     with pytest.raises(ValueError, match=r"north[\s\S]*known covariates promo"):
         model.predict(history)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "tft"])
+def test_pyfunc_refuses_a_gap_or_a_short_history(promo_project, trained, tmp_path, kind):
+    _, params, _ = promo_project
+    model = _load_pyfunc(kind, trained[kind], params, tmp_path / kind)
+    _, history, future = _history_and_future()
+    gap = history.copy()
+    last_south = gap.index[gap["store"] == "south"][-3]
+    gap.loc[last_south, "units"] = np.nan  # 3 steps before the forecast starts
+    with pytest.raises(ValueError, match=r"series south: the last 14 steps"):
+        model.predict(pd.concat([gap, future]))
+    short = history.groupby("store").tail(params.windows.encoder_length)
+    short = short[~((short["store"] == "north") & (short.index == short.index.min()))]
+    with pytest.raises(ValueError, match=r"north"):
+        model.predict(pd.concat([short, future]))

@@ -22,7 +22,7 @@ def _run(command: list[str], cwd: Path) -> str:
 
 
 def test_dvc_repro_twice_skips_every_stage(tmp_path: Path):
-    for folder in ("tasks", "models"):
+    for folder in ("tasks", "models", "trainyard"):
         skip = shutil.ignore_patterns("__pycache__")
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=skip)
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")

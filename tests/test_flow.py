@@ -59,7 +59,8 @@ def test_flow_registers_a_version_per_model_with_lineage(flow_run):
         assert run.info.status == "FINISHED"
         # Per-epoch history: one val/loss point per epoch run.
         history = client.get_metric_history(version.run_id, "val/loss")
-        assert len(history) >= 1 and [m.step for m in history] == sorted(m.step for m in history)
+        epochs = int(run.data.metrics["train/epochs"])
+        assert sorted(m.step for m in history) == list(range(epochs))
     # The challenger alias sits on the latest run's best model by holdout MASE.
     best = min(second.versions, key=lambda v: v.metric)
     assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == best.version
@@ -74,9 +75,10 @@ def test_champion_gate_compares_on_same_holdout(flow_run):
     seasonal = first.evaluation.metrics["seasonal_naive"]["mase"]
     best = min(first.versions, key=lambda v: v.metric)
     champion = client.get_model_version_by_alias("co2-forecaster", CHAMPION)
-    if best.metric < seasonal:
-        assert first.decision.promoted
-        assert str(champion.version) == best.version
+    # Even the quick profile's models beat seasonal naive on co2 (tcn ~0.39 vs ~1.03 MASE).
+    assert best.metric < seasonal
+    assert first.decision.promoted
+    assert str(champion.version) == best.version
     # The second run trains the same seeded models on the same holdout: it cannot win.
     assert not second.decision.promoted
     assert client.get_model_version_by_alias("co2-forecaster", CHAMPION).version == champion.version

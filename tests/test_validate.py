@@ -12,7 +12,7 @@ import pytest
 from tasks.datasets import DatasetError
 from tasks.prepare import PREPARED_FILE, file_md5, prepare, read_prepared
 from tasks.validate import SINGLE_SERIES, DataValidationError, validate_table
-from trainyard.config import Params, params_from_dict
+from trainyard.config import ConfigError, Params, params_from_dict
 
 # Small windows: a series needs 8 + 4 + 8 + 8 = 28 steps.
 WINDOWS = {"encoder_length": 8, "horizon": 4, "validation_length": 8, "holdout_length": 8}
@@ -281,13 +281,9 @@ def test_unknown_frequency_alias(tmp_path: Path) -> None:
     assert "not a pandas frequency" in problem.what
 
 
-def test_unknown_missing_target_policy(tmp_path: Path) -> None:
-    write_csv(tmp_path, daily())
-
-    problem = only_problem(prepare_fails(make_params(missing_target="drop"), tmp_path))
-
-    assert problem.column == "y"
-    assert "'drop'" in problem.what
+def test_unknown_missing_target_policy_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="dataset.missing_target must be 'error' or 'gap'"):
+        make_params(missing_target="drop")
 
 
 def test_failed_prepare_keeps_the_previous_prepared_file(tmp_path: Path) -> None:
@@ -476,3 +472,26 @@ def test_builtin_co2_with_missing_target_error_names_the_missing_weeks(tmp_path:
 
     assert problem.column == "co2"
     assert len(problem.rows) == 59
+
+
+def test_covariate_empty_for_a_whole_series_names_the_series(tmp_path: Path) -> None:
+    frame = panel({"a": 40, "b": 40}).assign(price=1.0)
+    frame.loc[frame["store"] == "b", "price"] = np.nan
+    write_csv(tmp_path, frame)
+    params = make_params(series_columns=["store"], known_covariates=["price"])
+
+    problem = only_problem(prepare_fails(params, tmp_path))
+
+    assert problem.column == "price"
+    assert "empty for a whole series" in problem.what
+    assert problem.series == ["b"]
+
+
+def test_seasonal_naive_needs_a_season_before_the_holdout(tmp_path: Path) -> None:
+    write_csv(tmp_path, daily(NEEDED + 2))  # long enough for the windows, not for a season
+    params = make_params(season_length=30)  # needs 30 + holdout 8 = 38 steps
+
+    problem = only_problem(prepare_fails(params, tmp_path))
+
+    assert "season_length 30 + holdout 8" in problem.what
+    assert "needs at least 38 steps" in problem.what

@@ -45,7 +45,9 @@ ProfileOption = Annotated[
 DatasetOption = Annotated[
     str | None,
     typer.Option(
-        "--dataset", help="Override dataset.name: a built-in (co2, macro_panel) or a CSV/Parquet."
+        "--dataset",
+        help="Override dataset.name with a CSV/Parquet path or a built-in (co2, macro_panel; "
+        "for the panel's windows use --profile panel).",
     ),
 ]
 
@@ -156,7 +158,8 @@ def run(
         names = ", ".join(f"{v.model}=v{v.version}" for v in result.versions)
         console.print(f"Registered {result.versions[0].name}: {names}; challenger = best of run")
         console.print(f"Champion gate: {result.decision.reason}")
-    if profile is None and not dataset:
+    # dvc.yaml's stages read params.yaml as it is: only such a run's outputs are its outputs.
+    if profile is None and not dataset and params_file.resolve() == paths.root / "params.yaml":
         _commit_to_dvc(paths)
     console.print(f"Done in {seconds:.0f} s. Where to look:")
     console.print(f"  mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']}")
@@ -283,10 +286,11 @@ def models(
     from mlflow.tracking import MlflowClient
 
     try:
-        _, paths = _setup(params_file, None, None)
+        params, paths = _setup(params_file, None, None)
     except USER_ERRORS as error:
         _fail(error)
     configure_environment(paths)
+    metric = params.register.metric
     client = MlflowClient()
     registered = client.search_registered_models()
     if not registered:
@@ -297,7 +301,7 @@ def models(
         for alias, version in (model.aliases or {}).items():
             aliases.setdefault(str(version), []).append(alias)
         table = Table(title=model.name)
-        for column in ("version", "aliases", "model", "holdout mase", "data version", "run"):
+        for column in ("version", "aliases", "model", f"holdout {metric}", "data version", "run"):
             table.add_column(column)
         versions = client.search_model_versions(f"name='{model.name}'")
         for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
@@ -305,7 +309,7 @@ def models(
                 str(version.version),
                 ", ".join(aliases.get(str(version.version), [])),
                 version.tags.get("model", "?"),
-                f"{float(version.tags.get('holdout_mase', 'nan')):.4f}",
+                f"{float(version.tags.get(f'holdout_{metric}', 'nan')):.4f}",
                 version.tags.get("data_version", "?")[:12],
                 (version.run_id or "")[:8],
             )

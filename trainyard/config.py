@@ -174,6 +174,41 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+METRICS = ("mae", "rmse", "smape", "mase")
+
+
+def check_values(params: Params, where: str) -> Params:
+    """Returns params after checking values that are wrong whatever the data."""
+    w = params.windows
+    problems = [
+        f"windows.{name} must be at least 1"
+        for name in ("encoder_length", "horizon")
+        if getattr(w, name) < 1
+    ]
+    problems += [
+        f"windows.{name} ({getattr(w, name)}) must be at least windows.horizon ({w.horizon})"
+        for name in ("validation_length", "holdout_length")
+        if getattr(w, name) < w.horizon
+    ]
+    if params.dataset.missing_target not in ("error", "gap"):
+        problems.append("dataset.missing_target must be 'error' or 'gap'")
+    if params.dataset.season_length < 1:
+        problems.append("dataset.season_length must be at least 1")
+    if not params.train.models:
+        problems.append("train.models must name at least one model")
+    if len(set(params.train.models)) != len(params.train.models):
+        problems.append(f"train.models lists a model twice: {params.train.models}")
+    if params.evaluate.classical not in ("ets", "none"):
+        problems.append("evaluate.classical must be 'ets' or 'none'")
+    if params.evaluate.stride < 1:
+        problems.append("evaluate.stride must be at least 1")
+    if params.register.metric not in METRICS:
+        problems.append(f"register.metric must be one of {', '.join(METRICS)}")
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
+    return params
+
+
 def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
     """Returns Params from a params.yaml, with a named profile's overrides applied on top."""
     path = Path(path)
@@ -186,9 +221,9 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
             known = ", ".join(profiles) or "none"
             raise ConfigError(f"{path}: no profile {profile!r}; profiles defined: {known}")
         raw = _merge(raw, profiles[profile])
-    return _build(Params, raw, str(path))
+    return check_values(_build(Params, raw, str(path)), str(path))
 
 
 def params_from_dict(values: dict[str, Any]) -> Params:
     """Returns Params built from nested dicts (missing keys take their defaults)."""
-    return _build(Params, values, "params")
+    return check_values(_build(Params, values, "params"), "params")

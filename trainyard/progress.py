@@ -48,13 +48,15 @@ def training_progress(console: Console) -> Iterator[Any]:
             )
 
     reader = threading.Thread(target=drain, daemon=True)
-    with progress:
-        reader.start()
-        try:
-            yield events
-        finally:
-            stop.set()
-            reader.join()
-            for task_id in bars.values():  # early stopping ends a bar before max_epochs
-                progress.update(task_id, total=progress.tasks[task_id].completed or 1)
-    manager.shutdown()
+    try:
+        with progress:
+            reader.start()
+            try:
+                yield events
+            finally:
+                stop.set()
+                reader.join()
+                for task_id in bars.values():  # early stopping ends a bar before max_epochs
+                    progress.update(task_id, total=progress.tasks[task_id].completed or 1)
+    finally:
+        manager.shutdown()
