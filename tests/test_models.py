@@ -359,3 +359,26 @@ def test_tft_trains_logging_project_metric_names(prepared_path: Path, tmp_path: 
     assert forecast.quantiles.shape == (len(index), HOR, len(QUANTILES))
     assert forecast.levels == QUANTILES
     np.testing.assert_array_equal(forecast.point, forecast.quantiles[..., 1])
+
+
+def test_tft_sees_exactly_the_lstm_windows_on_data_with_gaps(tmp_path: Path) -> None:
+    from tasks.forecasters import _same_windows, _tft_datasets, window_keys
+    from tasks.prepare import prepare
+    from tests.conftest import ROOT
+    from trainyard.config import load_params
+
+    params = load_params(ROOT / "params.yaml")  # co2: 59 missing weeks
+    summary = prepare(params, ROOT, tmp_path)
+    table, _ = read_prepared(Path(summary.path))
+    arrays = SeriesArrays.from_prepared(table, params.dataset)
+    training, everything = _tft_datasets(table, params)
+    windows = params.windows
+    for split, dataset in (("train", training), ("validation", everything)):
+        index = window_index(arrays, split, windows.encoder_length, windows.horizon)
+        decoded = _same_windows(dataset, arrays, index).decoded_index
+        tft_keys = set(zip(decoded["series_id"], decoded["time_idx_first_prediction"], strict=True))
+        assert tft_keys == set(window_keys(arrays, index))
+        assert len(decoded) == len(index)
+        # Every TFT window spans exactly encoder + horizon steps: none bridges a gap.
+        span = decoded["time_idx_last"] - decoded["time_idx_first"] + 1
+        assert (span == windows.encoder_length + windows.horizon).all()
