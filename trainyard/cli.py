@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -76,6 +78,20 @@ def _fail(error: Exception) -> None:
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, FileNotFoundError, ValueError)
 
 
+def _user_errors_exit(command: Callable[..., None]) -> Callable[..., None]:
+    """Returns `command` printing a user's error (bad params, bad data) and exiting with 2,
+    with no traceback; any other exception keeps its traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        try:
+            command(*args, **kwargs)
+        except USER_ERRORS as error:
+            _fail(error)
+
+    return wrapper
+
+
 def _results_table(evaluation, metric: str) -> Table:
     table = Table(title=f"Holdout: {evaluation.windows} windows over {evaluation.series} series")
     table.add_column("rank", justify="right")
@@ -111,6 +127,7 @@ def _verdict(evaluation, metric: str) -> str:
 
 
 @app.command()
+@_user_errors_exit
 def run(
     params_file: ParamsOption = Path("params.yaml"),
     profile: ProfileOption = None,
@@ -122,27 +139,21 @@ def run(
     """Run the whole pipeline: prepare, train all models, evaluate, register in MLflow."""
     from trainyard.progress import training_progress
 
-    try:
-        params, paths = _setup(params_file, profile, dataset)
-    except USER_ERRORS as error:
-        _fail(error)
+    params, paths = _setup(params_file, profile, dataset)
     where = configure_environment(paths)
     console.print(f"Prefect: {'off' if no_orchestrator else where['prefect']}")
     console.print(f"MLflow:  {where['mlflow']}")
     started = time.perf_counter()
-    try:
-        with training_progress(console) as queue:
-            if no_orchestrator:
-                from tasks.pipeline import run_pipeline
+    with training_progress(console) as queue:
+        if no_orchestrator:
+            from tasks.pipeline import run_pipeline
 
-                result = run_pipeline(params, paths, queue)
-            else:
-                from flows.forecast import run_forecast_flow
+            result = run_pipeline(params, paths, queue)
+        else:
+            from flows.forecast import run_forecast_flow
 
-                with _quiet_prefect_shutdown():
-                    result = run_forecast_flow(params, paths, queue)
-    except USER_ERRORS as error:
-        _fail(error)
+            with _quiet_prefect_shutdown():
+                result = run_forecast_flow(params, paths, queue)
     seconds = time.perf_counter() - started
     summary = result.prepare
     note = "cached: inputs unchanged, skipped" if result.prepare_cached else "prepared"
@@ -211,6 +222,7 @@ class _quiet_prefect_shutdown:
 
 
 @app.command()
+@_user_errors_exit
 def prepare(
     params_file: ParamsOption = Path("params.yaml"),
     profile: ProfileOption = None,
@@ -219,17 +231,15 @@ def prepare(
     """Validate the dataset and write data/prepared/series.parquet (DVC stage `prepare`)."""
     from tasks.pipeline import prepare_step
 
-    try:
-        params, paths = _setup(params_file, profile, dataset)
-        summary = prepare_step(params, paths)
-    except USER_ERRORS as error:
-        _fail(error)
+    params, paths = _setup(params_file, profile, dataset)
+    summary = prepare_step(params, paths)
     console.print(
         f"{summary.path}: {summary.series} series, {summary.rows} rows, md5 {summary.md5}"
     )
 
 
 @app.command()
+@_user_errors_exit
 def train(
     params_file: ParamsOption = Path("params.yaml"),
     profile: ProfileOption = None,
@@ -238,11 +248,8 @@ def train(
     """Train every model in train.models into data/models (DVC stage `train`; no MLflow)."""
     from tasks.pipeline import train_untracked, write_training_summary
 
-    try:
-        params, paths = _setup(params_file, profile, dataset)
-        results = train_untracked(params, paths)
-    except USER_ERRORS as error:
-        _fail(error)
+    params, paths = _setup(params_file, profile, dataset)
+    results = train_untracked(params, paths)
     write_training_summary(results, paths)
     for result in results:
         console.print(
@@ -252,6 +259,7 @@ def train(
 
 
 @app.command()
+@_user_errors_exit
 def evaluate(
     params_file: ParamsOption = Path("params.yaml"),
     profile: ProfileOption = None,
@@ -262,33 +270,28 @@ def evaluate(
     from tasks.pipeline import read_training_summary
     from tasks.prepare import PREPARED_FILE
 
-    try:
-        params, paths = _setup(params_file, profile, dataset)
-        trained = read_training_summary(paths)
-        result = evaluate_models(
-            paths.prepared / PREPARED_FILE,
-            {t.name: Path(t.model_dir) for t in trained},
-            params,
-            paths.reports,
-            {t.name: t.history for t in trained},
-        )
-    except USER_ERRORS as error:
-        _fail(error)
+    params, paths = _setup(params_file, profile, dataset)
+    trained = read_training_summary(paths)
+    result = evaluate_models(
+        paths.prepared / PREPARED_FILE,
+        {t.name: Path(t.model_dir) for t in trained},
+        params,
+        paths.reports,
+        {t.name: t.history for t in trained},
+    )
     console.print(_results_table(result, params.register.metric))
     console.print(_verdict(result, params.register.metric))
 
 
 @app.command()
+@_user_errors_exit
 def models(
     params_file: ParamsOption = Path("params.yaml"),
 ) -> None:
     """List registered models with their versions, aliases, holdout metrics and data version."""
     from mlflow.tracking import MlflowClient
 
-    try:
-        params, paths = _setup(params_file, None, None)
-    except USER_ERRORS as error:
-        _fail(error)
+    params, paths = _setup(params_file, None, None)
     configure_environment(paths)
     metric = params.register.metric
     client = MlflowClient()
