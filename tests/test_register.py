@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -59,9 +60,21 @@ def test_champion_from_another_holdout_is_not_compared(registry, tmp_path):
     assert not decision.promoted and "another holdout" in decision.reason
 
 
-def test_concurrent_promotions_leave_the_best_as_champion(registry, tmp_path):
+def test_concurrent_promotions_leave_the_best_as_champion(registry, tmp_path, monkeypatch):
+    import tasks.register
+
     client, name = registry
     lock = tmp_path / "lock"
+    read_alias = tasks.register.current_alias
+
+    def slow_read(*args):
+        # Widen the read-compare-write window: without the lock, a slower promotion that read
+        # an old champion would overwrite a better one that landed meanwhile.
+        version = read_alias(*args)
+        time.sleep(0.2)
+        return version
+
+    monkeypatch.setattr(tasks.register, "current_alias", slow_read)
     candidates = [_version(client, name, metric) for metric in (0.8, 0.2, 0.6, 0.4, 0.5, 0.3)]
     start = threading.Barrier(len(candidates))
 
