@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -20,8 +19,6 @@ from tasks.prepare import read_prepared_for
 from tasks.train import CHECKPOINT
 from tasks.windows import SeriesArrays, WindowIndex, window_index
 from trainyard.config import Params
-
-log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 FORECASTS_FILE = "forecasts.csv"

@@ -7,7 +7,6 @@ functions without Prefect (used by `trainyard run --no-orchestrator` and by test
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -37,8 +36,6 @@ from tasks.tracking import holdout_key, lineage_tags, log_history, model_run, pi
 from tasks.train import TrainResult, check_model_names, parallel_trainings, train_in_subprocess
 from trainyard.config import Params
 from trainyard.environment import ProjectPaths, artifact_root
-
-log = logging.getLogger(__name__)
 
 TRAINING_SUMMARY = "training.json"
 

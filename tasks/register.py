@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +20,6 @@ from mlflow.tracking import MlflowClient
 from tasks.evaluate import Holdout, model_forecast, score
 from tasks.serving import ForecasterModel
 from trainyard.config import Params, params_from_dict
-
-log = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
