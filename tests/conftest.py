@@ -34,3 +34,12 @@ def isolated_state(tmp_path_factory: pytest.TempPathFactory):
 def quick_params() -> Params:
     """Returns params.yaml with the quick profile applied."""
     return load_params(ROOT / "params.yaml", "quick")
+
+
+@pytest.fixture(scope="session")
+def harness(isolated_state):
+    """Runs flows against one temporary Prefect server for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

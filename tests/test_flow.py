@@ -9,7 +9,6 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.forecast import run_forecast_flow
 from tasks.datasets import co2_weekly
@@ -19,12 +18,6 @@ from tasks.validate import DataValidationError
 from trainyard.environment import ProjectPaths, configure_environment
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="module")
