@@ -72,6 +72,9 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
         self.kind = context.model_config["kind"]
         self.model_dir = Path(context.artifacts["model_dir"])
         self.module = FORECASTERS[self.kind].load(self.model_dir / CHECKPOINT)
+        stats = self.model_dir / f"{COVARIATE_STATS}.pkl"
+        # LSTM/TCN covariates are scaled with their training statistics (the TFT keeps its own).
+        self.covariate_stats = pickle.loads(stats.read_bytes()) if stats.exists() else None
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
         spec, windows = self.params.dataset, self.params.windows
@@ -83,9 +86,7 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
             "model input",
         )
         table = future_table(checked, self.params)
-        stats = self.model_dir / f"{COVARIATE_STATS}.pkl"
-        covariate_stats = pickle.loads(stats.read_bytes()) if stats.exists() else None
-        arrays = SeriesArrays.from_prepared(table, spec, covariate_stats)
+        arrays = SeriesArrays.from_prepared(table, spec, self.covariate_stats)
         ends = arrays.offsets + arrays.lengths
         starts = ends - windows.horizon - windows.encoder_length
         encoders = starts[:, None] + np.arange(windows.encoder_length)
