@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import mlflow
@@ -118,16 +119,26 @@ def test_bad_input_stops_flow_and_leaves_nothing(harness, tmp_path, quick_params
     assert not paths.prepared.exists() or not any(paths.prepared.iterdir())
 
 
-def test_pipeline_runs_without_prefect(tmp_path, quick_params):
+def test_pipeline_without_prefect_gives_the_flows_results(flow_run, tmp_path, quick_params):
+    _, _, first, _ = flow_run
     quick_params.train.models = ["tcn"]
+    quick_params.train.parallel = 2  # the flow's setting: one torch thread per training process
     quick_params.register.experiment = "no-orchestrator"
     paths = ProjectPaths(tmp_path)
     configure_environment(paths)
     result = run_pipeline(quick_params, paths)
     assert [model.result.name for model in result.trained] == ["tcn"]
-    assert set(result.evaluation.metrics) == {"tcn", "naive", "seasonal_naive", "ets"}
     assert MlflowClient().get_run(result.run_id).info.status == "FINISHED"
-    assert (paths.reports / "metrics.json").exists()
+    # Same data, seed and code: the same model and the same holdout scores as under Prefect.
+    assert result.prepare.md5 == first.prepare.md5
+    for name in ("tcn", "naive", "seasonal_naive", "ets"):
+        assert result.evaluation.metrics[name] == pytest.approx(
+            first.evaluation.metrics[name], rel=1e-6
+        ), name
+    written = json.loads((paths.reports / "metrics.json").read_text())
+    assert written.keys() == result.evaluation.metrics.keys()
+    for name, scores in written.items():
+        assert scores == pytest.approx(result.evaluation.metrics[name]), name
 
 
 def test_training_failure_leaves_no_running_run_and_no_version(harness, tmp_path, quick_params):
