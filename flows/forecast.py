@@ -51,22 +51,14 @@ def prepare_task(params: Params, paths: ProjectPaths, input_key: str) -> Prepare
 
 # Training is not retried: a failure there is a bug or bad params, and costs minutes.
 train_task = task(pipeline.train_step, name="train", cache_policy=NO_CACHE)
-evaluate_task = task(
-    pipeline.evaluate_step,
-    name="evaluate",
-    cache_policy=NO_CACHE,
-    retries=1,
-    retry_delay_seconds=2,
-    retry_condition_fn=_retry_io_errors,
-)
-register_task = task(
-    pipeline.register_step,
-    name="register",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=2,
-    retry_condition_fn=_retry_io_errors,
-)
+# Evaluate and register read and write MLflow and files: retry those failures, not bad input.
+IO_RETRIES = {
+    "cache_policy": NO_CACHE,
+    "retry_delay_seconds": 2,
+    "retry_condition_fn": _retry_io_errors,
+}
+evaluate_task = task(pipeline.evaluate_step, name="evaluate", retries=1, **IO_RETRIES)
+register_task = task(pipeline.register_step, name="register", retries=2, **IO_RETRIES)
 
 
 @flow(name="forecast")

@@ -48,7 +48,7 @@ class GateDecision:
 
 def registered_model_name(params: Params) -> str:
     """Returns the registry name for this dataset and task: <dataset>-forecaster."""
-    return f"{Path(params.dataset.name).stem}-forecaster"
+    return f"{params.dataset.label}-forecaster"
 
 
 def log_pyfunc(run_id: str, kind: str, model_dir: Path, params: Params, example) -> str:

@@ -52,7 +52,7 @@ def experiment_name(params: Params) -> str:
     """Returns the MLflow experiment of this pipeline: register.experiment or trainyard-<data>."""
     if params.register.experiment:
         return params.register.experiment
-    return f"trainyard-{Path(params.dataset.name).stem}"
+    return f"trainyard-{params.dataset.label}"
 
 
 def ensure_experiment(params: Params, artifact_location: str | None) -> str:
@@ -118,7 +118,7 @@ def log_dataset(summary: PrepareSummary, params: Params, context: str) -> None:
         table,
         source=summary.path,
         targets=params.dataset.target,
-        name=Path(params.dataset.name).stem,
+        name=params.dataset.label,
         digest=summary.md5,
     )
     mlflow.log_input(dataset, context=context)

@@ -152,7 +152,7 @@ def run(
         else:
             from flows.forecast import run_forecast_flow
 
-            with _quiet_prefect_shutdown():
+            with _QuietPrefectConsole():
                 result = run_forecast_flow(params, paths, queue)
     seconds = time.perf_counter() - started
     summary = result.prepare
@@ -204,7 +204,7 @@ class _HideRunFailures(logging.Filter):
         return not (from_runs and record.levelno >= logging.ERROR)
 
 
-class _quiet_prefect_shutdown:
+class _QuietPrefectConsole:
     """Hides the CancelledError tracebacks the ephemeral Prefect server prints as it stops,
     and Prefect's own console copy of a failed run's traceback."""
 

@@ -29,9 +29,13 @@ class DatasetConfig:
     unknown_covariates: list[str] = field(default_factory=list)  # observed only up to now
     frequency: str = "W-SAT"  # pandas offset alias of the time grid
     season_length: int = 52  # steps per season, for seasonal naive and MASE
-    missing_target: str = (
-        "error"  # "error": NaN target is invalid; "gap": treat it as a missing step
-    )
+    # "error": a NaN target is invalid; "gap": it marks a missing step.
+    missing_target: str = "error"
+
+    @property
+    def label(self) -> str:
+        """Returns the dataset's short name: the built-in name or the file's stem."""
+        return Path(self.name).stem
 
 
 @dataclass
