@@ -66,7 +66,6 @@ def _setup(
         for key, value in BUILTIN_DATASETS.get(dataset, (None, {}))[1].items():
             setattr(params.dataset, key, value)
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    quiet_libraries()
     return params, ProjectPaths(root)
 
 
@@ -140,6 +139,7 @@ def run(
     from trainyard.progress import training_progress
 
     params, paths = _setup(params_file, profile, dataset)
+    quiet_libraries()
     where = configure_environment(paths)
     console.print(f"Prefect: {'off' if no_orchestrator else where['prefect']}")
     console.print(f"MLflow:  {where['mlflow']}")
@@ -229,10 +229,11 @@ def prepare(
     dataset: DatasetOption = None,
 ) -> None:
     """Validate the dataset and write data/prepared/series.parquet (DVC stage `prepare`)."""
-    from tasks.pipeline import prepare_step
+    # Only the light prepare module: this DVC stage needs no torch, Lightning or MLflow.
+    from tasks.prepare import prepare as prepare_data
 
     params, paths = _setup(params_file, profile, dataset)
-    summary = prepare_step(params, paths)
+    summary = prepare_data(params, paths.root, paths.prepared)
     console.print(
         f"{summary.path}: {summary.series} series, {summary.rows} rows, md5 {summary.md5}"
     )
@@ -249,6 +250,7 @@ def train(
     from tasks.pipeline import train_untracked, write_training_summary
 
     params, paths = _setup(params_file, profile, dataset)
+    quiet_libraries()
     results = train_untracked(params, paths)
     write_training_summary(results, paths)
     for result in results:
@@ -271,6 +273,7 @@ def evaluate(
     from tasks.prepare import PREPARED_FILE
 
     params, paths = _setup(params_file, profile, dataset)
+    quiet_libraries()
     trained = read_training_summary(paths)
     result = evaluate_models(
         paths.prepared / PREPARED_FILE,
@@ -292,6 +295,7 @@ def models(
     from mlflow.tracking import MlflowClient
 
     params, paths = _setup(params_file, None, None)
+    quiet_libraries()
     configure_environment(paths)
     metric = params.register.metric
     client = MlflowClient()
