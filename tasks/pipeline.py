@@ -32,7 +32,7 @@ from tasks.register import (
     registered_model_name,
     rescore_on_holdout,
 )
-from tasks.tracking import holdout_key, lineage_tags, log_history, model_run, pipeline_run
+from tasks.tracking import lineage_tags, log_history, model_run, pipeline_run
 from tasks.train import TrainResult, check_model_names, parallel_trainings, train_in_subprocess
 from trainyard.config import Params
 from trainyard.environment import ProjectPaths, artifact_root
@@ -199,14 +199,7 @@ def input_example(summary: PrepareSummary, params: Params) -> pd.DataFrame:
     table, _ = read_prepared(Path(summary.path))
     first = table[table["series_id"] == table["series_id"].iloc[0]]
     first = first[first[spec.target].notna()].tail(params.windows.encoder_length)
-    columns = [
-        spec.time_column,
-        *spec.series_columns,
-        spec.target,
-        *spec.known_covariates,
-        *spec.unknown_covariates,
-    ]
-    return first[columns].reset_index(drop=True)
+    return first[spec.columns].reset_index(drop=True)
 
 
 def register_step(
@@ -236,7 +229,7 @@ def register_step(
             client,
             best,
             params,
-            holdout_key(summary, params),
+            tags["holdout_key"],
             evaluation.metrics["seasonal_naive"][metric],
             paths.state / "registry.lock",
             rescore=lambda champion: rescore_on_holdout(

@@ -250,13 +250,7 @@ def validate_table(
         raise DataValidationError(
             source, [Problem("(all)", "the table has no rows", "export the data again")]
         )
-    required = [
-        spec.time_column,
-        spec.target,
-        *spec.series_columns,
-        *spec.known_covariates,
-        *spec.unknown_covariates,
-    ]
+    required = spec.columns
     missing = [name for name in required if name not in frame.columns]
     if missing:
         present = ", ".join(map(str, frame.columns))

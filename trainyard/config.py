@@ -33,6 +33,17 @@ class DatasetConfig:
     missing_target: str = "error"
 
     @property
+    def columns(self) -> list[str]:
+        """Returns every column the input table must have: time, target, ids, covariates."""
+        return [
+            self.time_column,
+            self.target,
+            *self.series_columns,
+            *self.known_covariates,
+            *self.unknown_covariates,
+        ]
+
+    @property
     def label(self) -> str:
         """Returns the dataset's short name: the built-in name or the file's stem."""
         return Path(self.name).stem
