@@ -31,12 +31,16 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# The peers the benchmarks compare against (stable-baselines3) are a bench-only extra.
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python bench/window_loader.py
 	$(BIN)/python bench/orchestration.py
+	$(BIN)/python bench/env_throughput.py
+	$(BIN)/python bench/rl_cartpole.py
 
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 clean:
-	rm -rf .state data/prepared data/models data/reports
+	rm -rf .state data/forecast data/rl

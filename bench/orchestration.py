@@ -1,8 +1,9 @@
 """Benchmarks the pipeline's wall time under Prefect against the same steps without it.
 
-In one process, the plain pipeline (`tasks.pipeline.run_pipeline`) and the Prefect flow
-(`flows.forecast.run_forecast_flow`) run alternately (plain, prefect, plain, prefect, ...) on
-the same parameters, and the ratio of their median wall times is printed (target <= 1.10x).
+In one process, the plain pipeline (`trainyard.tasks.pipeline.run_family`) and the Prefect
+flow (`trainyard.flows.forecast.forecast_flow`) of the forecasting family run alternately
+(plain, prefect, plain, prefect, ...) on the same parameters, and the ratio of their median
+wall times is printed (target <= 1.10x).
 The one-time start of the ephemeral Prefect server is timed on its own, with an empty flow run
 before any pipeline run, and is not counted in the ratio. Run from the project root:
 
@@ -38,9 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Run as a script (`python bench/orchestration.py`) the project root is not on sys.path.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT))
 
 TARGET_RATIO = 1.10
 SERVER_STARTUP_TIMEOUT_S = "120"
@@ -84,25 +83,29 @@ def timed(call: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def load_bench_params(params_file: Path, profile: str | None, kind: str) -> Any:
-    """Returns the params for one run kind: its own MLflow experiment, bench-<kind>."""
-    from trainyard.config import load_params
+    """Returns (forecast params, register config) for one run kind: its own MLflow
+    experiment, bench-<kind>."""
+    from trainyard.config import RegisterConfig
+    from trainyard.tasks.forecast.config import load_params
 
-    params = load_params(params_file, profile)
-    params.register.experiment = f"bench-{kind}"
-    return params
+    return load_params(params_file, profile), RegisterConfig(experiment=f"bench-{kind}")
 
 
 def run_once(kind: str, params: Any, workdir: Path, label: str) -> Run:
     """Returns one run of `kind` timed, in a fresh project root under `workdir`."""
-    from flows.forecast import run_forecast_flow
-    from tasks.pipeline import run_pipeline
     from trainyard.environment import ProjectPaths
+    from trainyard.flows.forecast import forecast_flow
+    from trainyard.tasks.forecast.family import FORECAST
+    from trainyard.tasks.pipeline import run_family
 
     root = workdir / "roots" / label
     root.mkdir(parents=True)
     paths = ProjectPaths(root)
-    pipeline = run_forecast_flow if kind == "prefect" else run_pipeline
-    seconds, result = timed(lambda: pipeline(params, paths))
+    section, register = params
+    if kind == "prefect":
+        seconds, result = timed(lambda: forecast_flow(section, register, paths))
+    else:
+        seconds, result = timed(lambda: run_family(FORECAST, section, register, paths))
     return Run(kind, seconds, result.prepare_cached, root)
 
 

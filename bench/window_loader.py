@@ -14,24 +14,19 @@ full epoch of ~940k windows would take minutes); ours is timed over a full epoch
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-# Run as a script (`python bench/window_loader.py`) the project root is not on sys.path.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models.window_forecaster import encoder_scale  # noqa: E402
-from tasks.windows import SeriesArrays, WindowLoader, window_index  # noqa: E402
-from trainyard.config import DatasetConfig  # noqa: E402
+from trainyard.models.forecast.window_forecaster import encoder_scale  # noqa: E402
+from trainyard.tasks.forecast.config import DatasetConfig
+from trainyard.tasks.forecast.windows import SeriesArrays, WindowLoader, window_index  # noqa: E402
 
 SEASON = 7  # daily data with a weekly season
 

@@ -1,43 +1,51 @@
-"""The forecasting pipeline as plain Python: prepare -> train -> evaluate -> register.
+"""The pipeline every family shares, as plain Python: prepare -> train -> evaluate -> register.
 
-Each step is a function the Prefect flow wraps as a task; `run_pipeline` chains the same
-functions without Prefect (used by `trainyard run --no-orchestrator` and by tests).
+Each step is a function the Prefect flows wrap as a task (flows/family.py); `run_family`
+chains the same functions without Prefect (`trainyard run --no-orchestrator`, tests). Nothing
+here asks which family it runs: it calls the `Family` interface.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import contextlib
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import pandas as pd
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from tasks.evaluate import EvaluationResult, evaluate, load_holdout
-from tasks.prepare import PREPARED_FILE, PrepareSummary, prepare, read_prepared
-from tasks.register import (
+from trainyard.config import FamilySection, RegisterConfig
+from trainyard.environment import ProjectPaths, artifact_root
+from trainyard.progress import training_progress
+from trainyard.tasks.family import EvaluationResult, Family, Prepared, TrainResult
+from trainyard.tasks.registry import (
     CHALLENGER,
     GateDecision,
+    GateRule,
     RegisteredVersion,
+    current_alias,
     log_pyfunc,
     promote_if_better,
     register_version,
     registered_model_name,
-    rescore_on_holdout,
+    rescore_registered,
+    restore_after_failure,
 )
-from tasks.tracking import lineage_tags, log_history, model_run, pipeline_run
-from tasks.train import TrainResult, check_model_names, parallel_trainings, train_in_subprocess
-from trainyard.config import Params
-from trainyard.environment import ProjectPaths, artifact_root
-
-TRAINING_SUMMARY = "training.json"
+from trainyard.tasks.tracking import lineage_tags, log_history, model_run, pipeline_run
+from trainyard.tasks.training import (
+    check_model_names,
+    forget_training_summary,
+    parallel_trainings,
+    torch_threads,
+    train_in_subprocess,
+    write_training_summary,
+)
 
 
 @dataclass
@@ -49,10 +57,12 @@ class TrainedModel:
 
 
 @dataclass
-class PipelineResult:
-    """Everything one pipeline run produced."""
+class FamilyResult:
+    """Everything one family's pipeline run produced."""
 
-    prepare: PrepareSummary
+    family: str
+    metric: str  # the gate metric
+    prepared: Prepared
     prepare_cached: bool
     evaluation: EvaluationResult
     trained: list[TrainedModel]
@@ -61,31 +71,46 @@ class PipelineResult:
     decision: GateDecision | None = None
 
 
-def prepare_step(params: Params, paths: ProjectPaths) -> PrepareSummary:
-    """Returns the summary of validating and preparing the configured dataset."""
-    return prepare(params, paths.root, paths.prepared)
+def check_step(family: Family, params: FamilySection) -> None:
+    """Raises ConfigError for params no data can fix, before anything is written."""
+    check_model_names(family, params)
+    family.check(params)
+
+
+def prepare_step(family: Family, params: FamilySection, paths: ProjectPaths) -> Prepared:
+    """Returns what the family's prepare step wrote under data/<family>/prepared."""
+    return family.prepare(params, paths.root, paths.family(family.name).prepared)
 
 
 def train_step(
+    family: Family,
     name: str,
-    summary: PrepareSummary,
-    params: Params,
+    prepared: Prepared,
+    params: FamilySection,
     paths: ProjectPaths,
     parent_run_id: str,
     progress_queue: Any = None,
+    slots: threading.Semaphore | None = None,
 ) -> TrainedModel:
-    """Returns model `name` trained in its own process and tracked in a nested MLflow run."""
-    tags = lineage_tags(summary, params, paths.root)
-    with model_run(parent_run_id, name, tags) as run_id:
+    """Returns model `name` trained in its own process and tracked in a nested MLflow run;
+    `slots` bounds how many train at once."""
+    tags = lineage_tags(family, prepared, params, paths.root)
+    with slots or contextlib.nullcontext(), model_run(parent_run_id, name, tags) as run_id:
         result = train_in_subprocess(
-            name, Path(summary.path), params, paths.models, progress_queue, torch_threads(params)
+            family,
+            name,
+            Path(prepared.path),
+            params,
+            paths.family(family.name).models,
+            progress_queue,
+            torch_threads(params),
         )
         mlflow.log_params({f"model.{key}": str(value) for key, value in result.hparams.items()})
         mlflow.log_params({"model.kind": name, "model.n_parameters": result.n_parameters})
         log_history(run_id, result.history)
         mlflow.log_metrics(
             {
-                "best/val_loss": result.best_val_loss,
+                f"best/{result.monitor.replace('/', '_')}": result.best_score,
                 "train/epochs": result.epochs,
                 "train/seconds": result.seconds,
             }
@@ -93,12 +118,7 @@ def train_step(
     return TrainedModel(result, run_id)
 
 
-def torch_threads(params: Params) -> int:
-    """Returns the torch threads each training process gets: the cores shared out."""
-    return max(1, (os.cpu_count() or 1) // parallel_trainings(params))
-
-
-def for_each_model(params: Params, train_one: Callable[[str], Any]) -> list[Any]:
+def for_each_model(params: FamilySection, train_one: Callable[[str], Any]) -> list[Any]:
     """Returns train_one(name) for every configured model, up to train.parallel at once; it
     waits for all of them even when one fails, then raises that failure."""
     with ThreadPoolExecutor(max_workers=parallel_trainings(params)) as pool:
@@ -106,161 +126,164 @@ def for_each_model(params: Params, train_one: Callable[[str], Any]) -> list[Any]
         return [future.result() for future in futures]
 
 
-def train_all(
-    summary: PrepareSummary,
-    params: Params,
-    paths: ProjectPaths,
-    parent_run_id: str,
-    progress_queue: Any = None,
-) -> list[TrainedModel]:
-    """Returns every configured model trained and tracked in its own nested MLflow run."""
-    forget_training_summary(paths)
-    return for_each_model(
-        params,
-        lambda name: train_step(name, summary, params, paths, parent_run_id, progress_queue),
-    )
-
-
 def train_untracked(
-    params: Params, paths: ProjectPaths, progress_queue: Any = None
+    family: Family, params: FamilySection, paths: ProjectPaths, progress_queue: Any = None
 ) -> list[TrainResult]:
-    """Returns every configured model trained from data/prepared, with no MLflow tracking
-    (the DVC `train` stage)."""
-    prepared = paths.prepared / PREPARED_FILE
-    forget_training_summary(paths)
-    return for_each_model(
+    """Returns every configured model trained from data/<family>/prepared, with no MLflow
+    tracking (the DVC `train` stage)."""
+    folders = paths.family(family.name)
+    prepared = family.prepared(params, folders.prepared)
+    forget_training_summary(folders.models)
+    results = for_each_model(
         params,
         lambda name: train_in_subprocess(
-            name, prepared, params, paths.models, progress_queue, torch_threads(params)
+            family,
+            name,
+            Path(prepared.path),
+            params,
+            folders.models,
+            progress_queue,
+            torch_threads(params),
         ),
     )
-
-
-def forget_training_summary(paths: ProjectPaths) -> None:
-    """Removes data/models/training.json, so a failed training leaves no summary that points
-    at a mix of old and new models (evaluation then asks for training)."""
-    (paths.models / TRAINING_SUMMARY).unlink(missing_ok=True)
-
-
-def write_training_summary(trained: list[TrainResult], paths: ProjectPaths) -> None:
-    """Writes data/models/training.json: what each model's training did (model folders are
-    stored by name, so the file stays valid wherever the project is checked out)."""
-    paths.models.mkdir(parents=True, exist_ok=True)
-    rows = [{**asdict(result), "model_dir": result.name} for result in trained]
-    (paths.models / TRAINING_SUMMARY).write_text(json.dumps(rows, indent=2))
-
-
-def read_training_summary(paths: ProjectPaths) -> list[TrainResult]:
-    """Returns the training results written by write_training_summary."""
-    path = paths.models / TRAINING_SUMMARY
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no trained models; run `trainyard train` first")
-    rows = json.loads(path.read_text())
-    return [TrainResult(**{**row, "model_dir": str(paths.models / row["name"])}) for row in rows]
+    write_training_summary(results, folders.models)
+    return results
 
 
 def evaluate_step(
-    summary: PrepareSummary,
+    family: Family,
+    prepared: Prepared,
     trained: list[TrainedModel],
-    params: Params,
+    params: FamilySection,
     paths: ProjectPaths,
-    parent_run_id: str,
 ) -> EvaluationResult:
-    """Returns holdout scores; logs them to each model's run and reports to the pipeline run."""
-    result = evaluate(
-        Path(summary.path),
+    """Returns the scores of every trained model and baseline on the family's evaluation set;
+    writes the reports to data/<family>/reports."""
+    return family.evaluate(
+        prepared,
         {model.result.name: Path(model.result.model_dir) for model in trained},
         params,
-        paths.reports,
+        paths.family(family.name).reports,
         {model.result.name: model.result.history for model in trained},
     )
+
+
+def log_evaluation_step(
+    evaluation: EvaluationResult, trained: list[TrainedModel], parent_run_id: str
+) -> None:
+    """Logs evaluation scores to each model's run and the pipeline run, and the reports.
+
+    Safe to retry: a metric a run already holds is not logged again.
+    """
     client = MlflowClient()
     now = int(time.time() * 1000)
+
+    def log_missing(run_id: str, values: dict[str, float]) -> None:
+        have = client.get_run(run_id).data.metrics
+        metrics = [Metric(k, v, now, 0) for k, v in values.items() if k not in have]
+        if metrics:
+            client.log_batch(run_id, metrics=metrics)
+
     for model in trained:
-        scores = result.metrics[model.result.name]
-        client.log_batch(
-            model.run_id, metrics=[Metric(f"holdout/{k}", v, now, 0) for k, v in scores.items()]
-        )
-    client.log_batch(
+        scores = evaluation.metrics[model.result.name]
+        log_missing(model.run_id, {f"eval/{key}": value for key, value in scores.items()})
+    log_missing(
         parent_run_id,
-        metrics=[
-            Metric(f"holdout/{name}/{key}", value, now, 0)
-            for name, scores in result.metrics.items()
+        {
+            f"eval/{name}/{key}": value
+            for name, scores in evaluation.metrics.items()
             for key, value in scores.items()
-        ],
+        },
     )
-    client.log_artifacts(parent_run_id, result.report_dir, artifact_path="reports")
-    return result
-
-
-def input_example(summary: PrepareSummary, params: Params) -> pd.DataFrame:
-    """Returns a small history in the input table's format, for the pyfunc signature."""
-    spec = params.dataset
-    table, _ = read_prepared(Path(summary.path))
-    first = table[table["series_id"] == table["series_id"].iloc[0]]
-    first = first[first[spec.target].notna()].tail(params.windows.encoder_length)
-    return first[spec.columns].reset_index(drop=True)
+    client.log_artifacts(parent_run_id, evaluation.report_dir, artifact_path="reports")
 
 
 def register_step(
+    family: Family,
     trained: list[TrainedModel],
     evaluation: EvaluationResult,
-    summary: PrepareSummary,
-    params: Params,
+    prepared: Prepared,
+    params: FamilySection,
     paths: ProjectPaths,
 ) -> tuple[list[RegisteredVersion], GateDecision]:
     """Returns the versions registered (alias challenger on this run's best) and the champion
-    gate's decision. If any registration fails, this run's versions are deleted again."""
-    metric = params.register.metric
-    name = registered_model_name(params)
-    tags = lineage_tags(summary, params, paths.root)
-    example = input_example(summary, params)
+    gate's decision. If anything fails, this run's versions are deleted and `challenger`
+    goes back to the version that held it; the original error is raised."""
+    metric = params.evaluate.metric
+    higher = family.higher_is_better(params)
+    name = registered_model_name(family, family.label(params))
+    tags = lineage_tags(family, prepared, params, paths.root)
     client = MlflowClient()
+    previous = current_alias(client, name, CHALLENGER) if _exists(client, name) else None
     versions: list[RegisteredVersion] = []
     try:
         for model in trained:
-            kind = model.result.name
-            uri = log_pyfunc(model.run_id, kind, Path(model.result.model_dir), params, example)
+            kind, model_dir = model.result.name, Path(model.result.model_dir)
+            uri = log_pyfunc(model.run_id, family, family.pyfunc(kind, model_dir, prepared, params))
             value = evaluation.metrics[kind][metric]
-            versions.append(register_version(uri, name, kind, model.run_id, value, params, tags))
-        best = min(versions, key=lambda version: version.metric)
+            versions.append(register_version(uri, name, kind, model.run_id, metric, value, tags))
+        sign = -1.0 if higher else 1.0
+        best = min(versions, key=lambda version: sign * version.metric)
         client.set_registered_model_alias(name, CHALLENGER, best.version)
+        baseline = evaluation.best_baseline(metric)
+        rule = GateRule(
+            metric,
+            higher,
+            tags["evaluation_key"],
+            baseline,
+            evaluation.metrics[baseline][metric],
+        )
         decision = promote_if_better(
             client,
             best,
-            params,
-            tags["holdout_key"],
-            evaluation.metrics["seasonal_naive"][metric],
+            rule,
             paths.state / "registry.lock",
-            rescore=lambda champion: rescore_on_holdout(
-                champion, load_holdout(Path(summary.path), params), params
+            rescore=lambda champion: rescore_registered(
+                champion,
+                family,
+                lambda config, artifacts: family.rescore(config, artifacts, prepared, params),
             ),
         )
     except BaseException:
-        for version in versions:
-            client.delete_model_version(version.name, version.version)
+        restore_after_failure(client, versions, name, str(previous.version) if previous else None)
         raise
     return versions, decision
 
 
-def run_pipeline(
-    params: Params,
+def _exists(client: MlflowClient, name: str) -> bool:
+    return bool(client.search_registered_models(filter_string=f"name = '{name}'"))
+
+
+def run_family(
+    family: Family,
+    params: FamilySection,
+    register: RegisterConfig,
     paths: ProjectPaths,
-    progress_queue: Any = None,
-    on_prepared: Callable[[PrepareSummary], None] | None = None,
-) -> PipelineResult:
-    """Returns the result of the whole pipeline run without an orchestrator."""
-    check_model_names(params)
-    summary = prepare_step(params, paths)
+    on_prepared: Callable[[Prepared], None] | None = None,
+) -> FamilyResult:
+    """Returns the result of one family's whole pipeline run, without an orchestrator."""
+    check_step(family, params)
+    prepared = prepare_step(family, params, paths)
     if on_prepared:
-        on_prepared(summary)
-    with pipeline_run(params, summary, paths.root, artifact_root(paths)) as run_id:
-        trained = train_all(summary, params, paths, run_id, progress_queue)
-        write_training_summary([model.result for model in trained], paths)
-        evaluation = evaluate_step(summary, trained, params, paths, run_id)
-        result = PipelineResult(summary, False, evaluation, trained, run_id)
-        if params.register.enabled:
+        on_prepared(prepared)
+    models_dir = paths.family(family.name).models
+    with pipeline_run(
+        family, params, register, prepared, paths.root, artifact_root(paths)
+    ) as run_id:
+        forget_training_summary(models_dir)
+        with training_progress() as queue:
+            trained = for_each_model(
+                params,
+                lambda name: train_step(family, name, prepared, params, paths, run_id, queue),
+            )
+        write_training_summary([model.result for model in trained], models_dir)
+        evaluation = evaluate_step(family, prepared, trained, params, paths)
+        log_evaluation_step(evaluation, trained, run_id)
+        result = FamilyResult(
+            family.name, params.evaluate.metric, prepared, False, evaluation, trained, run_id
+        )
+        if register.enabled:
             result.versions, result.decision = register_step(
-                trained, evaluation, summary, params, paths
+                family, trained, evaluation, prepared, params, paths
             )
     return result

@@ -1,10 +1,9 @@
-"""MLflow tracking: one experiment per pipeline, a parent run, a nested run per model."""
+"""MLflow tracking for every family: an experiment per dataset, a parent run, a run per model."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,8 +14,8 @@ import pandas as pd
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from tasks.prepare import PrepareSummary, read_prepared
-from trainyard.config import Params
+from trainyard.config import FamilySection, RegisterConfig
+from trainyard.tasks.family import Family, Prepared
 
 
 @functools.lru_cache(maxsize=8)
@@ -48,16 +47,15 @@ def git_commit(root: Path) -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
-def experiment_name(params: Params) -> str:
-    """Returns the MLflow experiment of this pipeline: register.experiment or trainyard-<data>."""
-    if params.register.experiment:
-        return params.register.experiment
-    return f"trainyard-{params.dataset.label}"
+def experiment_name(family: Family, params: FamilySection, register: RegisterConfig) -> str:
+    """Returns the MLflow experiment: register.experiment, or trainyard-<dataset/env label>."""
+    if register.experiment:
+        return register.experiment
+    return f"trainyard-{family.label(params)}"
 
 
-def ensure_experiment(params: Params, artifact_location: str | None) -> str:
-    """Returns the id of the pipeline's experiment, creating it if needed."""
-    name = experiment_name(params)
+def ensure_experiment(name: str, artifact_location: str | None) -> str:
+    """Returns the id of experiment `name`, creating it if needed."""
     client = MlflowClient()
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -65,61 +63,56 @@ def ensure_experiment(params: Params, artifact_location: str | None) -> str:
     return client.create_experiment(name, artifact_location=artifact_location)
 
 
-def lineage_tags(summary: PrepareSummary, params: Params, root: Path) -> dict[str, str]:
+def lineage_tags(
+    family: Family, prepared: Prepared, params: FamilySection, root: Path
+) -> dict[str, str]:
     """Returns the tags that tie a run or model version to its code, params and data."""
+    path = Path(prepared.path)
     return {
+        "family": family.name,
         "git_commit": git_commit(root),
         "params_hash": params.section_hash(),
-        "data_version": summary.md5,
-        "data_path": str(Path(summary.path).relative_to(root))
-        if Path(summary.path).is_relative_to(root)
-        else summary.path,
-        "data_source": summary.source,
-        "holdout_key": holdout_key(summary, params),
+        "data_version": prepared.md5,
+        "data_path": str(path.relative_to(root)) if path.is_relative_to(root) else str(path),
+        "data_source": prepared.source,
+        "evaluation_key": family.evaluation_key(prepared, params),
     }
-
-
-def holdout_key(summary: PrepareSummary, params: Params) -> str:
-    """Returns a hash naming the exact holdout windows: data version, windows and stride."""
-    parts = f"{summary.md5}|{params.section_hash('windows')}|{params.evaluate.stride}"
-    return hashlib.sha256(parts.encode()).hexdigest()[:12]
 
 
 @contextlib.contextmanager
 def pipeline_run(
-    params: Params, summary: PrepareSummary, root: Path, artifact_location: str | None
+    family: Family,
+    params: FamilySection,
+    register: RegisterConfig,
+    prepared: Prepared,
+    root: Path,
+    artifact_location: str | None,
 ) -> Iterator[str]:
-    """Yields the id of an active parent run with params, lineage tags and the dataset logged.
+    """Yields the id of an active parent run with params, lineage tags and the data logged.
 
     The run ends FINISHED, or FAILED (never left RUNNING) if the block raises.
     """
-    experiment_id = ensure_experiment(params, artifact_location)
-    tags = lineage_tags(summary, params, root)
-    with mlflow.start_run(experiment_id=experiment_id, run_name="pipeline", tags=tags) as run:
+    experiment_id = ensure_experiment(experiment_name(family, params, register), artifact_location)
+    tags = lineage_tags(family, prepared, params, root)
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{family.name}-pipeline", tags=tags
+    ) as run:
         flat = pd.json_normalize(params.to_dict(), sep=".").iloc[0].to_dict()
         mlflow.log_params({key: str(value)[:500] for key, value in flat.items()})
-        log_dataset(summary, params, "training")
-        mlflow.log_metrics(
-            {
-                "data/series": summary.series,
-                "data/rows": summary.rows,
-                "data/inserted_steps": summary.inserted_steps,
-                "data/missing_target": summary.missing_target,
-                "data/interpolated_covariates": summary.interpolated_covariates,
-            }
-        )
+        log_dataset(family, prepared, params, "training")
+        mlflow.log_metrics({f"data/{key}": value for key, value in prepared.stats.items()})
         yield run.info.run_id
 
 
-def log_dataset(summary: PrepareSummary, params: Params, context: str) -> None:
-    """Logs the prepared table as the active run's input, its digest the DVC md5."""
-    table, _ = read_prepared(Path(summary.path))
+def log_dataset(family: Family, prepared: Prepared, params: FamilySection, context: str) -> None:
+    """Logs the prepared data as the active run's input, its digest the DVC md5."""
+    table, target = family.dataset_frame(prepared)
     dataset = mlflow.data.from_pandas(
         table,
-        source=summary.path,
-        targets=params.dataset.target,
-        name=params.dataset.label,
-        digest=summary.md5,
+        source=prepared.path,
+        targets=target,
+        name=family.label(params),
+        digest=prepared.md5,
     )
     mlflow.log_input(dataset, context=context)
 

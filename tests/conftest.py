@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainyard.config import Params, load_params
+from trainyard.tasks.forecast.config import Params, load_params
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,11 +14,11 @@ from trainyard.cli import app
 from trainyard.environment import ProjectPaths, configure_environment
 
 runner = CliRunner()
+PREPARED = "data/forecast/prepared/series.parquet"
 
 
-def _project(tmp_path: Path, table: pd.DataFrame) -> Path:
-    table.to_csv(tmp_path / "sales.csv", index=False)
-    params = {
+def _forecast_section() -> dict:
+    return {
         "dataset": {
             "name": "sales.csv",
             "time_column": "day",
@@ -34,8 +34,12 @@ def _project(tmp_path: Path, table: pd.DataFrame) -> Path:
             "holdout_length": 8,
         },
     }
+
+
+def _project(tmp_path: Path, table: pd.DataFrame) -> Path:
+    table.to_csv(tmp_path / "sales.csv", index=False)
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
+    path.write_text(yaml.safe_dump({"forecast": _forecast_section()}))
     return path
 
 
@@ -64,9 +68,9 @@ def test_help_lists_every_command():
 
 def test_prepare_writes_the_prepared_panel(tmp_path: Path):
     params = _project(tmp_path, _sales())
-    result = runner.invoke(app, ["prepare", "--params", str(params)])
+    result = runner.invoke(app, ["prepare", "--family", "forecast", "--params", str(params)])
     assert result.exit_code == 0, result.output
-    prepared = pd.read_parquet(tmp_path / "data/prepared/series.parquet")
+    prepared = pd.read_parquet(tmp_path / PREPARED)
     assert sorted(prepared["series_id"].unique()) == ["north", "south"]
     assert (prepared.groupby("series_id")["split"].value_counts().loc[("north", "holdout")]) == 8
 
@@ -80,7 +84,7 @@ def test_bad_row_gives_a_clear_error_and_exit_code_2(tmp_path: Path):
     assert "Traceback" not in result.output
     assert "'units'" in result.output and "rows 66" in result.output
     assert "south" in result.output
-    assert not (tmp_path / "data/prepared/series.parquet").exists()
+    assert not (tmp_path / PREPARED).exists()
 
 
 def test_unknown_profile_is_a_user_error(tmp_path: Path):
@@ -88,6 +92,32 @@ def test_unknown_profile_is_a_user_error(tmp_path: Path):
     result = runner.invoke(app, ["prepare", "--params", str(params), "--profile", "nope"])
     assert result.exit_code == 2
     assert "no profile 'nope'" in result.output
+
+
+def test_old_top_level_forecast_keys_are_a_user_error(tmp_path: Path):
+    _sales().to_csv(tmp_path / "sales.csv", index=False)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(_forecast_section()))  # dataset: and windows: at the top
+    result = runner.invoke(app, ["prepare", "--params", str(params)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "unknown section(s) dataset, windows" in result.output
+    assert "go under forecast:" in result.output
+
+
+def test_unknown_family_is_a_user_error(tmp_path: Path):
+    params = _project(tmp_path, _sales())
+    result = runner.invoke(app, ["prepare", "--params", str(params), "--family", "text"])
+    assert result.exit_code == 2
+    assert "unknown family 'text'" in result.output
+
+
+def test_evaluate_before_train_names_the_missing_step(tmp_path: Path):
+    params = _project(tmp_path, _sales())
+    result = runner.invoke(app, ["evaluate", "--params", str(params), "--family", "forecast"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "trainyard train --family forecast" in result.output
 
 
 @pytest.fixture
@@ -107,7 +137,7 @@ def test_models_lists_versions_aliases_and_data_version(
     fresh_registry.create_model_version(
         "sales-forecaster",
         "file:///nowhere",
-        tags={"model": "tcn", "holdout_mase": "0.4321", "data_version": "abcdef1234567890"},
+        tags={"model": "tcn", "eval_mase": "0.4321", "data_version": "abcdef1234567890"},
     )
     fresh_registry.set_registered_model_alias("sales-forecaster", "champion", "1")
     result = runner.invoke(app, ["models", "--params", str(params)])
@@ -128,7 +158,7 @@ def test_run_with_bad_input_prints_only_the_error(tmp_path: Path, orchestrator: 
     env = {**os.environ, "TRAINYARD_STATE_DIR": str(tmp_path / "state")}
     env.pop("PREFECT_HOME")  # the run must place it under its own state directory
     done = subprocess.run(
-        ["trainyard", "run", "--params", str(params), *orchestrator],
+        ["trainyard", "run", "--params", str(params), "--family", "forecast", *orchestrator],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -139,6 +169,6 @@ def test_run_with_bad_input_prints_only_the_error(tmp_path: Path, orchestrator: 
     assert done.returncode == 2, output
     assert "duplicate (series, time) rows" in output and "rows 3, 4, 5" in output
     assert "Traceback" not in output and "CancelledError" not in output
-    assert not (tmp_path / "data/prepared/series.parquet").exists()
+    assert not (tmp_path / PREPARED).exists()
     if not orchestrator:  # under Prefect, its home stayed in the project's state directory
         assert (tmp_path / "state/prefect").is_dir()

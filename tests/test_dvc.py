@@ -14,6 +14,10 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
+STAGES = tuple(
+    f"{step}_{family}" for family in ("forecast", "rl") for step in ("prepare", "train", "evaluate")
+)
+
 
 def _run(command: list[str], cwd: Path) -> str:
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
@@ -28,23 +32,34 @@ def test_dvc_repro_twice_skips_every_stage(tmp_path: Path):
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params.pop("profiles")
-    params["train"].update(models=["lstm", "tcn"], max_epochs=2, limit_train_batches=4)
-    params["evaluate"]["stride"] = 8
+    forecast = params["forecast"]
+    forecast["train"].update(models=["lstm", "tcn"], max_epochs=2, limit_train_batches=4)
+    forecast["evaluate"]["stride"] = 8
+    rl = params["rl"]
+    rl["scenarios"]["episodes"] = 16
+    rl["train"].update(max_epochs=1, steps_per_epoch=20, validation_episodes=4, num_envs=4)
+    rl["train"]["dqn"].update(learning_starts=64, batch_size=16)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     _run(["git", "init", "-q"], tmp_path)
     _run(["dvc", "init", "-q"], tmp_path)
     _run(["dvc", "config", "core.analytics", "false"], tmp_path)
 
-    first = _run(["dvc", "repro"], tmp_path)
-    for stage in ("prepare", "train", "evaluate"):
+    # Every family's stages.
+    repro = ["dvc", "repro"]
+    first = _run(repro, tmp_path)
+    for stage in STAGES:
         assert f"Running stage '{stage}'" in first
-    metrics = json.loads((tmp_path / "data/reports/metrics.json").read_text())
+    rl_metrics = json.loads((tmp_path / "data/rl/reports/metrics.json").read_text())
+    assert set(rl_metrics) == {"dqn", "a2c", "random", "greedy"}
+    data = tmp_path / "data" / "forecast"
+    metrics = json.loads((data / "reports/metrics.json").read_text())
     assert set(metrics) == {"lstm", "tcn", "naive", "seasonal_naive", "ets"}
-    assert (tmp_path / "data/models/lstm/best.ckpt").exists()
+    assert (data / "models/lstm/best.ckpt").exists()
+    assert (data / "prepared/series.parquet").exists()
 
-    second = _run(["dvc", "repro"], tmp_path)
+    second = _run(repro, tmp_path)
     assert "Running stage" not in second
-    for stage in ("prepare", "train", "evaluate"):
+    for stage in STAGES:
         assert f"Stage '{stage}' didn't change, skipping" in second
 
     shown = _run(["dvc", "metrics", "show", "--json"], tmp_path)
@@ -53,8 +68,12 @@ def test_dvc_repro_twice_skips_every_stage(tmp_path: Path):
     assert (tmp_path / "plots_html" / "index.html").exists()
 
     # A params change reruns only the stages that depend on it.
-    params["evaluate"]["stride"] = 4
+    forecast["evaluate"]["stride"] = 4
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    third = _run(["dvc", "repro"], tmp_path)
-    assert "Running stage 'evaluate'" in third
-    assert "Running stage 'train'" not in third
+    third = _run(repro, tmp_path)
+    assert "Running stage 'evaluate_forecast'" in third
+    assert "Running stage 'train_forecast'" not in third
+    assert "Running stage 'prepare_forecast'" not in third
+    assert not any(
+        f"Running stage '{step}_rl'" in third for step in ("prepare", "train", "evaluate")
+    )

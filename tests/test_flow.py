@@ -11,12 +11,15 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from flows.forecast import run_forecast_flow
-from tasks.datasets import co2_weekly
-from tasks.pipeline import run_pipeline
-from tasks.register import CHALLENGER, CHAMPION
-from tasks.validate import DataValidationError
+from trainyard.config import RegisterConfig
 from trainyard.environment import ProjectPaths, configure_environment
+from trainyard.errors import ConfigError
+from trainyard.flows.forecast import forecast_flow
+from trainyard.tasks.forecast.datasets import co2_weekly
+from trainyard.tasks.forecast.family import FORECAST
+from trainyard.tasks.forecast.validate import DataValidationError
+from trainyard.tasks.pipeline import run_family
+from trainyard.tasks.registry import CHALLENGER, CHAMPION, rescore_registered
 
 pytestmark = pytest.mark.slow
 
@@ -25,14 +28,17 @@ pytestmark = pytest.mark.slow
 def flow_run(harness, tmp_path_factory):
     """Runs the quick-profile flow twice in one project; returns (paths, params, results)."""
     from tests.conftest import ROOT
-    from trainyard.config import load_params
+    from trainyard.tasks.forecast.config import load_params
 
     params = load_params(ROOT / "params.yaml", "quick")
-    params.register.experiment = "flow-smoke"
+    # ETS (MASE ~0.38 on co2) beats the quick profile's models (tcn ~0.39): without it the best
+    # baseline is (seasonal) naive, which they beat, so the champion path runs end to end.
+    params.evaluate.classical = "none"
+    register = RegisterConfig(experiment="flow-smoke")
     paths = ProjectPaths(tmp_path_factory.mktemp("project"))
     configure_environment(paths)
-    first = run_forecast_flow(params, paths)
-    second = run_forecast_flow(params, paths)
+    first = forecast_flow(params, register, paths)
+    second = forecast_flow(params, register, paths)
     return paths, params, first, second
 
 
@@ -44,10 +50,12 @@ def test_flow_registers_a_version_per_model_with_lineage(flow_run):
     ours = [versions[v.version] for v in first.versions]
     assert sorted(v.tags["model"] for v in ours) == ["lstm", "tcn", "tft"]
     for version in ours:
-        assert version.tags["data_version"] == first.prepare.md5
+        assert version.tags["family"] == "forecast"
+        assert version.tags["data_version"] == first.prepared.md5
         assert version.tags["params_hash"] == params.section_hash()
+        assert version.tags["evaluation_key"] == FORECAST.evaluation_key(first.prepared, params)
         assert version.tags["git_commit"]
-        assert float(version.tags["holdout_mase"]) > 0
+        assert float(version.tags["eval_mase"]) > 0
         run = client.get_run(version.run_id)
         assert run.data.tags["mlflow.parentRunId"] == first.run_id
         assert run.info.status == "FINISHED"
@@ -60,18 +68,30 @@ def test_flow_registers_a_version_per_model_with_lineage(flow_run):
     assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == best.version
     pipeline_run = client.get_run(first.run_id)
     dataset_inputs = pipeline_run.inputs.dataset_inputs
-    assert dataset_inputs[0].dataset.digest == first.prepare.md5
+    assert dataset_inputs[0].dataset.digest == first.prepared.md5
+
+
+def test_evaluation_metrics_are_logged_once_per_run(flow_run):
+    _, _, first, _ = flow_run
+    client = MlflowClient()
+    for model in first.trained:
+        history = client.get_metric_history(model.run_id, "eval/mase")
+        assert [m.value for m in history] == [
+            pytest.approx(first.evaluation.metrics[model.result.name]["mase"])
+        ]
+    assert len(client.get_metric_history(first.run_id, "eval/seasonal_naive/mase")) == 1
 
 
 def test_champion_gate_compares_on_same_holdout(flow_run):
     _, _, first, second = flow_run
     client = MlflowClient()
-    seasonal = first.evaluation.metrics["seasonal_naive"]["mase"]
+    assert first.evaluation.baselines == ["naive", "seasonal_naive"]
+    baseline = min(first.evaluation.metrics[name]["mase"] for name in first.evaluation.baselines)
     best = min(first.versions, key=lambda v: v.metric)
+    # Even the quick profile's models beat both naive baselines on co2 (tcn ~0.39 MASE).
+    assert best.metric < baseline
+    assert first.decision.promoted, first.decision.reason
     champion = client.get_model_version_by_alias("co2-forecaster", CHAMPION)
-    # Even the quick profile's models beat seasonal naive on co2 (tcn ~0.39 vs ~1.03 MASE).
-    assert best.metric < seasonal
-    assert first.decision.promoted
     assert str(champion.version) == best.version
     # The second run trains the same seeded models on the same holdout: it cannot win.
     assert not second.decision.promoted
@@ -82,7 +102,7 @@ def test_second_run_skips_preparation(flow_run):
     _, _, first, second = flow_run
     assert not first.prepare_cached
     assert second.prepare_cached
-    assert second.prepare.md5 == first.prepare.md5
+    assert second.prepared.md5 == first.prepared.md5
 
 
 def test_registered_model_loads_and_forecasts(flow_run):
@@ -106,66 +126,69 @@ def test_bad_input_stops_flow_and_leaves_nothing(harness, tmp_path, quick_params
     path = tmp_path / "bad.csv"
     table.to_csv(path, index=False)
     quick_params.dataset.name = str(path)
-    quick_params.register.experiment = "bad-input"
     paths = ProjectPaths(tmp_path / "project")
     configure_environment(paths)
     client = MlflowClient()
     before = len(client.search_model_versions("name='bad-forecaster'"))
     with pytest.raises(DataValidationError, match=r"co2[\s\S]*infinite[\s\S]*rows 1501"):
-        run_forecast_flow(quick_params, paths)
+        forecast_flow(quick_params, RegisterConfig(experiment="bad-input"), paths)
     assert len(client.search_model_versions("name='bad-forecaster'")) == before
     experiment = client.get_experiment_by_name("bad-input")
     assert experiment is None or not client.search_runs([experiment.experiment_id])
-    assert not paths.prepared.exists() or not any(paths.prepared.iterdir())
+    prepared = paths.family("forecast").prepared
+    assert not prepared.exists() or not any(prepared.iterdir())
 
 
 def test_pipeline_without_prefect_gives_the_flows_results(flow_run, tmp_path, quick_params):
     _, _, first, _ = flow_run
     quick_params.train.models = ["tcn"]
     quick_params.train.parallel = 2  # the flow's setting: one torch thread per training process
-    quick_params.register.experiment = "no-orchestrator"
     paths = ProjectPaths(tmp_path)
     configure_environment(paths)
-    result = run_pipeline(quick_params, paths)
+    result = run_family(FORECAST, quick_params, RegisterConfig(experiment="no-orchestrator"), paths)
     assert [model.result.name for model in result.trained] == ["tcn"]
     assert MlflowClient().get_run(result.run_id).info.status == "FINISHED"
     # Same data, seed and code: the same model and the same holdout scores as under Prefect.
-    assert result.prepare.md5 == first.prepare.md5
-    for name in ("tcn", "naive", "seasonal_naive", "ets"):
+    assert result.prepared.md5 == first.prepared.md5
+    for name in ("tcn", "naive", "seasonal_naive"):
         assert result.evaluation.metrics[name] == pytest.approx(
             first.evaluation.metrics[name], rel=1e-6
         ), name
-    written = json.loads((paths.reports / "metrics.json").read_text())
+    reports = paths.family("forecast").reports
+    written = json.loads((reports / "metrics.json").read_text())
     assert written.keys() == result.evaluation.metrics.keys()
     for name, scores in written.items():
         assert scores == pytest.approx(result.evaluation.metrics[name]), name
+    # With ETS among the baselines, the gate asks the model to beat the best one: ETS.
+    assert result.evaluation.best_baseline("mase") == "ets"
+    assert not result.decision.promoted
+    assert "does not beat the best baseline, ets" in result.decision.reason
 
 
 def test_training_failure_leaves_no_running_run_and_no_version(harness, tmp_path, quick_params):
     quick_params.train.models = ["lstm", "tcn"]
     quick_params.train.tcn.dilations = [1]  # receptive field 5 < encoder 48: TCN refuses
-    quick_params.register.experiment = "training-failure"
     paths = ProjectPaths(tmp_path)
     configure_environment(paths)
     client = MlflowClient()
     versions_before = len(client.search_model_versions("name='co2-forecaster'"))
-    with pytest.raises(ValueError, match="receptive field 5 is shorter than encoder_length 48"):
-        run_forecast_flow(quick_params, paths)
+    with pytest.raises(ConfigError, match="receptive field 5 is shorter than encoder_length 48"):
+        forecast_flow(quick_params, RegisterConfig(experiment="training-failure"), paths)
     experiment = client.get_experiment_by_name("training-failure")
     runs = client.search_runs([experiment.experiment_id])
     statuses = {run.info.run_name: run.info.status for run in runs}
-    assert statuses["pipeline"] == "FAILED"
+    assert statuses["forecast-pipeline"] == "FAILED"
     assert statuses["tcn"] == "FAILED"
     assert "RUNNING" not in statuses.values()
     assert len(client.search_model_versions("name='co2-forecaster'")) == versions_before
-    assert not (paths.models / "tcn").exists()
-    assert not (paths.reports / "metrics.json").exists()
+    folders = paths.family("forecast")
+    assert not (folders.models / "tcn").exists()
+    assert not (folders.reports / "metrics.json").exists()
 
 
 def test_champion_is_rescored_on_a_new_holdout(flow_run, tmp_path):
-    from tasks.evaluate import load_holdout, model_forecast, score
-    from tasks.prepare import prepare
-    from tasks.register import rescore_on_holdout
+    from trainyard.tasks.forecast.evaluate import load_holdout, model_forecast, score
+    from trainyard.tasks.forecast.prepare import prepare
 
     paths, params, first, _ = flow_run
     params = copy.deepcopy(params)
@@ -173,12 +196,19 @@ def test_champion_is_rescored_on_a_new_holdout(flow_run, tmp_path):
     version = client.get_model_version("co2-forecaster", first.versions[0].version)
     params.windows.holdout_length = 52  # another holdout, same windows: comparable
     summary = prepare(params, paths.root, tmp_path)
+
+    def rescore(params):
+        return rescore_registered(
+            version,
+            FORECAST,
+            lambda config, artifacts: FORECAST.rescore(config, artifacts, summary, params),
+        )
+
     holdout = load_holdout(Path(summary.path), params)
-    rescored = rescore_on_holdout(version, holdout, params)
     local = Path(first.trained[0].result.model_dir)
     direct = score(
         holdout.actual, model_forecast(version.tags["model"], local, holdout, params), holdout.scale
     )["mase"]
-    assert rescored == pytest.approx(direct, rel=1e-6)
+    assert rescore(params) == pytest.approx(direct, rel=1e-6)
     params.windows.horizon = 6  # other windows: the champion cannot forecast them
-    assert rescore_on_holdout(version, holdout, params) is None
+    assert rescore(params) is None

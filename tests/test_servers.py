@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,9 +34,15 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def _serve(command: list[str], health: str, env: dict[str, str], log: Path) -> Iterator[None]:
-    """Runs a server until the block ends, once `health` answers 200 (within 120 s)."""
+    """Runs a server until the block ends, once `health` answers 200 (within 120 s).
+
+    The server runs in its own process group (its workers are children), and the whole group
+    is stopped at the end: nothing it started outlives the test.
+    """
     with open(log, "w") as out:
-        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -50,11 +57,33 @@ def _serve(command: list[str], health: str, env: dict[str, str], log: Path) -> I
             raise AssertionError(f"{command[0]} did not start:\n{log.read_text()[-2000:]}")
         yield
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop_group(server)
+
+
+def _stop_group(server: subprocess.Popen) -> None:
+    """Stops the server's process group (its id is the server's PID): SIGTERM, then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _group_alive(server.pid):
+        time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=20)
+    time.sleep(0.5)
+    assert not _group_alive(server.pid), f"processes of group {server.pid} still run"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +137,10 @@ def prefect_server(tmp_path_factory) -> Iterator[str]:
 
 def test_run_against_real_prefect_and_mlflow_servers(mlflow_server, prefect_server, tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    quick = params.pop("profiles")["quick"]
-    params["train"].update(quick["train"], models=["tcn"])
-    params["evaluate"].update(quick["evaluate"])
+    quick = params.pop("profiles")["quick"]["forecast"]
+    section = params["forecast"]
+    section["train"].update(quick["train"], models=["tcn"])
+    section["evaluate"].update(quick["evaluate"])
     params["register"]["experiment"] = "on-servers"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {
@@ -121,7 +151,14 @@ def test_run_against_real_prefect_and_mlflow_servers(mlflow_server, prefect_serv
     }
     env.pop("PREFECT_HOME", None)
     done = subprocess.run(
-        [str(BIN / "trainyard"), "run", "--params", str(tmp_path / "params.yaml")],
+        [
+            str(BIN / "trainyard"),
+            "run",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--family",
+            "forecast",
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -131,10 +168,14 @@ def test_run_against_real_prefect_and_mlflow_servers(mlflow_server, prefect_serv
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert f"Prefect: {prefect_server}" in output and f"MLflow:  {mlflow_server}" in output
+    assert "Registered co2-forecaster: tcn=v1" in output and "Champion gate: " in output
 
-    # The flow run is recorded by the Prefect server, completed.
+    # The pipeline flow run and the forecast family's subflow run are recorded by the Prefect
+    # server, completed.
     runs = httpx.post(f"{prefect_server}/flow_runs/filter", json={}, timeout=10).json()
-    assert [run["state_type"] for run in runs] == ["COMPLETED"]
+    assert [run["state_type"] for run in runs] == ["COMPLETED", "COMPLETED"]
+    flows = httpx.post(f"{prefect_server}/flows/filter", json={}, timeout=10).json()
+    assert sorted(flow["name"] for flow in flows) == ["forecast", "trainyard"]
     assert not (tmp_path / "state" / "prefect").exists()  # no embedded server was started
 
     # The MLflow server holds the runs and the registered model; its artifacts are served.
@@ -143,14 +184,14 @@ def test_run_against_real_prefect_and_mlflow_servers(mlflow_server, prefect_serv
     statuses = {
         r.info.run_name: r.info.status for r in client.search_runs([experiment.experiment_id])
     }
-    assert statuses == {"pipeline": "FINISHED", "tcn": "FINISHED"}
+    assert statuses == {"forecast-pipeline": "FINISHED", "tcn": "FINISHED"}
     version = client.get_model_version_by_alias("co2-forecaster", "challenger")
     mlflow.set_tracking_uri(mlflow_server)
     try:
         model = mlflow.pyfunc.load_model(f"models:/co2-forecaster/{version.version}")
     finally:
         mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    from tasks.datasets import co2_weekly
+    from trainyard.tasks.forecast.datasets import co2_weekly
 
     forecast = model.predict(co2_weekly().dropna().tail(60))
-    assert len(forecast) == params["windows"]["horizon"]
+    assert len(forecast) == section["windows"]["horizon"]

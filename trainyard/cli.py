@@ -1,10 +1,12 @@
-"""The `trainyard` command: run the pipeline, or one step of it, and inspect the registry."""
+"""The `trainyard` command: run the pipeline of every family, or one stage of one family, and
+inspect the registry. The roof of the house: it may import everything; nothing imports it."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -15,18 +17,29 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trainyard.config import ConfigError, Params, load_params
+from trainyard.config import (
+    ConfigError,
+    FamilySection,
+    RegisterConfig,
+    RunConfig,
+    read_params_file,
+    section_from_dict,
+)
 from trainyard.environment import (
     ProjectPaths,
     configure_environment,
     find_project_root,
     quiet_libraries,
 )
+from trainyard.errors import UserError
+from trainyard.tasks.families import family_names, get_family
 
 app = typer.Typer(
     help=(
-        "trainyard: prepare a time-series dataset, train LSTM, TCN and TFT forecasters, "
-        "evaluate them against baselines on a held-out period, and register them in MLflow.\n\n"
+        "trainyard: prepare data, train models, evaluate them against baselines on one fixed "
+        "evaluation set, register them in MLflow and promote the best, for every model family: "
+        "forecast (LSTM, TCN and TFT forecasters of time series) and rl (DQN and A2C agents in "
+        "a cooperative grid world or any discrete-action gymnasium environment).\n\n"
         "Everything runs locally by default: an ephemeral Prefect server, MLflow on SQLite and "
         "DVC's local cache, all under .state/ and data/. Set PREFECT_API_URL or "
         "MLFLOW_TRACKING_URI to use your own servers."
@@ -38,7 +51,7 @@ app = typer.Typer(
 console = Console()
 
 ParamsOption = Annotated[
-    Path, typer.Option("--params", help="Parameter file (each section feeds one step).")
+    Path, typer.Option("--params", help="Parameter file (a section per family, see README).")
 ]
 ProfileOption = Annotated[
     str | None,
@@ -48,25 +61,62 @@ DatasetOption = Annotated[
     str | None,
     typer.Option(
         "--dataset",
-        help="Override dataset.name with a CSV/Parquet path or a built-in (co2, macro_panel; "
-        "for the panel's windows use --profile panel).",
+        help="Forecasting only: override forecast.dataset.name with a CSV/Parquet path or a "
+        "built-in (co2, macro_panel; for the panel's windows use --profile panel).",
     ),
+]
+FamiliesOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--family",
+        "-f",
+        help="Run only this family (repeatable): forecast, rl. Default: run.families.",
+    ),
+]
+FamilyOption = Annotated[
+    str, typer.Option("--family", "-f", help="The family whose stage to run: forecast, rl.")
 ]
 
 
-def _setup(
-    params_file: Path, profile: str | None, dataset: str | None
-) -> tuple[Params, ProjectPaths]:
-    root = find_project_root(params_file.resolve().parent if params_file.exists() else None)
-    params = load_params(params_file, profile)
-    if dataset:
-        from tasks.datasets import BUILTIN_DATASETS
+def _root(params_file: Path) -> Path:
+    return find_project_root(params_file.resolve().parent if params_file.exists() else None)
 
-        params.dataset.name = dataset
-        for key, value in BUILTIN_DATASETS.get(dataset, (None, {}))[1].items():
-            setattr(params.dataset, key, value)
+
+def _load(
+    params_file: Path, profile: str | None, names: list[str], dataset: str | None = None
+) -> dict[str, FamilySection]:
+    """Returns the sections of the named families (only those: a stage reads its own)."""
+    raw = read_params_file(params_file, profile)
+    unknown = sorted(set(raw) - {*family_names(), "run", "register"})
+    if unknown:
+        raise ConfigError(
+            f"{params_file}: unknown section(s) {', '.join(unknown)}; sections are "
+            f"{', '.join([*family_names(), 'run', 'register', 'profiles'])} (forecasting keys "
+            "such as dataset: and windows: go under forecast:)"
+        )
+    sections = {}
+    for name in names:
+        family = get_family(name)
+        values = raw.get(name) or {}
+        if dataset and name == "forecast":
+            from trainyard.tasks.forecast.datasets import builtin_overrides
+
+            values = {**values, "dataset": {**values.get("dataset", {}), "name": dataset}}
+            values["dataset"].update(builtin_overrides(dataset))
+        sections[name] = section_from_dict(family.section, values, f"{params_file}: {name}")
+    return sections
+
+
+def _shared(params_file: Path, profile: str | None) -> tuple[RunConfig, RegisterConfig]:
+    raw = read_params_file(params_file, profile)
+    return (
+        section_from_dict(RunConfig, raw.get("run"), f"{params_file}: run"),
+        section_from_dict(RegisterConfig, raw.get("register"), f"{params_file}: register"),
+    )
+
+
+def _start_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    return params, ProjectPaths(root)
 
 
 def _fail(error: Exception) -> None:
@@ -74,36 +124,32 @@ def _fail(error: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, FileNotFoundError, ValueError)
-
-
 def _user_errors_exit(command: Callable[..., None]) -> Callable[..., None]:
-    """Returns `command` printing a user's error (bad params, bad data) and exiting with 2,
-    with no traceback; any other exception keeps its traceback."""
+    """Returns `command` printing a user's error (bad params, bad data, a missing step) and
+    exiting with 2, with no traceback; any other exception keeps its traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: object, **kwargs: object) -> None:
         try:
             command(*args, **kwargs)
-        except USER_ERRORS as error:
+        except UserError as error:
             _fail(error)
 
     return wrapper
 
 
 def _results_table(evaluation, metric: str) -> Table:
-    table = Table(title=f"Holdout: {evaluation.windows} windows over {evaluation.series} series")
+    table = Table(title=evaluation.title)
     table.add_column("rank", justify="right")
     table.add_column("model")
-    for column in ("mae", "rmse", "smape", "mase"):
-        table.add_column(column, justify="right")
+    for column in evaluation.columns:
+        table.add_column(column.replace("_", " "), justify="right", overflow="fold")
     table.add_column("kind")
     for rank, name in enumerate(evaluation.ranking(metric), start=1):
         scores = evaluation.metrics[name]
         kind = "baseline" if name in evaluation.baselines else "model"
-        table.add_row(
-            str(rank), name, *(f"{scores[c]:.4f}" for c in ("mae", "rmse", "smape", "mase")), kind
-        )
+        cells = [f"{scores[c]:.4f}" if c in scores else "-" for c in evaluation.columns]
+        table.add_row(str(rank), name, *cells, kind)
     return table
 
 
@@ -114,7 +160,8 @@ def _verdict(evaluation, metric: str) -> str:
         return "No model was trained."
     model_score = evaluation.metrics[best_model][metric]
     baseline_score = evaluation.metrics[best_baseline][metric]
-    if model_score < baseline_score:
+    higher = evaluation.higher_is_better.get(metric, False)
+    if model_score > baseline_score if higher else model_score < baseline_score:
         return (
             f"[green]{best_model} beats the best baseline[/] ({best_baseline}): {metric} "
             f"{model_score:.4f} vs {baseline_score:.4f}."
@@ -125,69 +172,75 @@ def _verdict(evaluation, metric: str) -> str:
     )
 
 
+def _report(result) -> None:
+    note = "cached: inputs unchanged, skipped" if result.prepare_cached else "prepared"
+    console.print(f"[bold]{result.family}[/] data: {result.prepared.description} ({note})")
+    console.print(_results_table(result.evaluation, result.metric))
+    console.print(_verdict(result.evaluation, result.metric))
+    if result.versions:
+        names = ", ".join(f"{v.model}=v{v.version}" for v in result.versions)
+        console.print(f"Registered {result.versions[0].name}: {names}; challenger = best of run")
+        console.print(f"Champion gate: {result.decision.reason}")
+
+
 @app.command()
 @_user_errors_exit
 def run(
     params_file: ParamsOption = Path("params.yaml"),
     profile: ProfileOption = None,
+    family: FamiliesOption = None,
     dataset: DatasetOption = None,
     no_orchestrator: Annotated[
         bool, typer.Option("--no-orchestrator", help="Run the same steps without Prefect.")
     ] = False,
 ) -> None:
-    """Run the whole pipeline: prepare, train all models, evaluate, register in MLflow."""
-    from trainyard.progress import training_progress
-
-    params, paths = _setup(params_file, profile, dataset)
+    """Run the whole pipeline of every chosen family: prepare, train, evaluate, register."""
+    run_config, register = _shared(params_file, profile)
+    names = family or run_config.families
+    sections = _load(params_file, profile, names, dataset)
+    paths = ProjectPaths(_root(params_file))
+    _start_logging()
     quiet_libraries()
     where = configure_environment(paths)
     console.print(f"Prefect: {'off' if no_orchestrator else where['prefect']}")
     console.print(f"MLflow:  {where['mlflow']}")
     started = time.perf_counter()
-    with training_progress(console) as queue:
-        if no_orchestrator:
-            from tasks.pipeline import run_pipeline
+    if no_orchestrator:
+        from trainyard.tasks.pipeline import run_family
 
-            result = run_pipeline(params, paths, queue)
-        else:
-            from flows.forecast import run_forecast_flow
+        results = [
+            run_family(get_family(name), params, register, paths)
+            for name, params in sections.items()
+        ]
+    else:
+        from trainyard.flows.pipeline import pipeline_flow
 
-            with _QuietPrefectConsole():
-                result = run_forecast_flow(params, paths, queue)
+        with _QuietPrefectConsole():
+            results = pipeline_flow(sections, register, paths)
     seconds = time.perf_counter() - started
-    summary = result.prepare
-    note = "cached: inputs unchanged, skipped" if result.prepare_cached else "prepared"
-    console.print(
-        f"Data: {summary.source}: {summary.series} series, {summary.rows} rows "
-        f"({note}; version {summary.md5[:12]}; {summary.missing_target} missing targets "
-        f"skipped, {summary.inserted_steps} gap steps inserted)"
-    )
-    metric = params.register.metric
-    console.print(_results_table(result.evaluation, metric))
-    console.print(_verdict(result.evaluation, metric))
-    if result.versions:
-        names = ", ".join(f"{v.model}=v{v.version}" for v in result.versions)
-        console.print(f"Registered {result.versions[0].name}: {names}; challenger = best of run")
-        console.print(f"Champion gate: {result.decision.reason}")
+    for result in results:
+        _report(result)
     # dvc.yaml's stages read params.yaml as it is: only such a run's outputs are its outputs.
     if profile is None and not dataset and params_file.resolve() == paths.root / "params.yaml":
-        _commit_to_dvc(paths)
+        _commit_to_dvc(paths, list(sections))
     console.print(f"Done in {seconds:.0f} s. Where to look:")
     console.print(f"  mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']}")
     console.print(
         f"  PREFECT_HOME={os.environ.get('PREFECT_HOME', '~/.prefect')} prefect server start"
     )
-    console.print("  dvc metrics show   dvc plots show   (reports in data/reports/)")
+    console.print("  dvc metrics show   dvc plots show   (reports in data/<family>/reports/)")
 
 
-def _commit_to_dvc(paths: ProjectPaths) -> None:
-    """Records this run's outputs in dvc.lock and the DVC cache (they match params.yaml)."""
-    import subprocess
-
+def _commit_to_dvc(paths: ProjectPaths, families: list[str]) -> None:
+    """Records the families' outputs in dvc.lock and the DVC cache (they match params.yaml)."""
     if not (paths.root / ".dvc").exists():
         return
+    stages = [f"{step}_{name}" for name in families for step in ("prepare", "train", "evaluate")]
     done = subprocess.run(
-        ["dvc", "commit", "--force", "--quiet"], cwd=paths.root, capture_output=True, text=True
+        ["dvc", "commit", "--force", "--quiet", *stages],
+        cwd=paths.root,
+        capture_output=True,
+        text=True,
     )
     if done.returncode == 0:
         console.print("DVC: outputs committed (dvc.lock and the local cache are up to date)")
@@ -226,17 +279,17 @@ class _QuietPrefectConsole:
 def prepare(
     params_file: ParamsOption = Path("params.yaml"),
     profile: ProfileOption = None,
+    family: FamilyOption = "forecast",
     dataset: DatasetOption = None,
 ) -> None:
-    """Validate the dataset and write data/prepared/series.parquet (DVC stage `prepare`)."""
-    # Only the light prepare module: this DVC stage needs no torch, Lightning or MLflow.
-    from tasks.prepare import prepare as prepare_data
-
-    params, paths = _setup(params_file, profile, dataset)
-    summary = prepare_data(params, paths.root, paths.prepared)
-    console.print(
-        f"{summary.path}: {summary.series} series, {summary.rows} rows, md5 {summary.md5}"
-    )
+    """Validate and prepare a family's data into data/<family>/prepared (DVC stage)."""
+    params = _load(params_file, profile, [family], dataset)[family]
+    paths = ProjectPaths(_root(params_file))
+    _start_logging()
+    chosen = get_family(family)
+    # Only the family's prepare code: this DVC stage needs no MLflow or Prefect.
+    prepared = chosen.prepare(params, paths.root, paths.family(family).prepared)
+    console.print(f"{prepared.path}: {prepared.description}; md5 {prepared.md5}")
 
 
 @app.command()
@@ -244,19 +297,25 @@ def prepare(
 def train(
     params_file: ParamsOption = Path("params.yaml"),
     profile: ProfileOption = None,
+    family: FamilyOption = "forecast",
     dataset: DatasetOption = None,
 ) -> None:
-    """Train every model in train.models into data/models (DVC stage `train`; no MLflow)."""
-    from tasks.pipeline import train_untracked, write_training_summary
+    """Train a family's train.models into data/<family>/models (DVC stage; no MLflow)."""
+    from trainyard.progress import training_progress
+    from trainyard.tasks.pipeline import check_step, train_untracked
 
-    params, paths = _setup(params_file, profile, dataset)
+    params = _load(params_file, profile, [family], dataset)[family]
+    paths = ProjectPaths(_root(params_file))
+    _start_logging()
     quiet_libraries()
-    results = train_untracked(params, paths)
-    write_training_summary(results, paths)
+    chosen = get_family(family)
+    check_step(chosen, params)
+    with training_progress(console) as queue:
+        results = train_untracked(chosen, params, paths, queue)
     for result in results:
         console.print(
-            f"{result.name}: {result.epochs} epochs, best val/loss {result.best_val_loss:.4f}, "
-            f"{result.seconds:.1f} s"
+            f"{result.name}: {result.epochs} epochs, best {result.monitor} "
+            f"{result.best_score:.4f}, {result.seconds:.1f} s"
         )
 
 
@@ -265,25 +324,29 @@ def train(
 def evaluate(
     params_file: ParamsOption = Path("params.yaml"),
     profile: ProfileOption = None,
+    family: FamilyOption = "forecast",
     dataset: DatasetOption = None,
 ) -> None:
-    """Score models and baselines on the holdout into data/reports (DVC stage `evaluate`)."""
-    from tasks.evaluate import evaluate as evaluate_models
-    from tasks.pipeline import read_training_summary
-    from tasks.prepare import PREPARED_FILE
+    """Score a family's models and baselines into data/<family>/reports (DVC stage)."""
+    from trainyard.tasks.training import read_training_summary
 
-    params, paths = _setup(params_file, profile, dataset)
+    params = _load(params_file, profile, [family], dataset)[family]
+    paths = ProjectPaths(_root(params_file))
+    _start_logging()
     quiet_libraries()
-    trained = read_training_summary(paths)
-    result = evaluate_models(
-        paths.prepared / PREPARED_FILE,
+    chosen = get_family(family)
+    folders = paths.family(family)
+    trained = read_training_summary(folders.models, family)
+    prepared = chosen.prepared(params, folders.prepared)
+    result = chosen.evaluate(
+        prepared,
         {t.name: Path(t.model_dir) for t in trained},
         params,
-        paths.reports,
+        folders.reports,
         {t.name: t.history for t in trained},
     )
-    console.print(_results_table(result, params.register.metric))
-    console.print(_verdict(result, params.register.metric))
+    console.print(_results_table(result, params.evaluate.metric))
+    console.print(_verdict(result, params.evaluate.metric))
 
 
 @app.command()
@@ -291,32 +354,33 @@ def evaluate(
 def models(
     params_file: ParamsOption = Path("params.yaml"),
 ) -> None:
-    """List registered models with their versions, aliases, holdout metrics and data version."""
+    """List registered models with their versions, aliases, evaluation metric and data."""
     from mlflow.tracking import MlflowClient
 
-    params, paths = _setup(params_file, None, None)
+    paths = ProjectPaths(_root(params_file))
     quiet_libraries()
     configure_environment(paths)
-    metric = params.register.metric
     client = MlflowClient()
     registered = client.search_registered_models()
     if not registered:
         console.print("No registered models yet: run `trainyard run` first.")
         return
     for model in registered:
-        aliases = {}
+        aliases: dict[str, list[str]] = {}
         for alias, version in (model.aliases or {}).items():
             aliases.setdefault(str(version), []).append(alias)
         table = Table(title=model.name)
-        for column in ("version", "aliases", "model", f"holdout {metric}", "data version", "run"):
+        for column in ("version", "aliases", "model", "metric", "data version", "run"):
             table.add_column(column)
         versions = client.search_model_versions(f"name='{model.name}'")
         for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
+            metrics = {k[5:]: v for k, v in version.tags.items() if k.startswith("eval_")}
+            shown = ", ".join(f"{k} {float(v):.4f}" for k, v in metrics.items()) or "-"
             table.add_row(
                 str(version.version),
                 ", ".join(aliases.get(str(version.version), [])),
                 version.tags.get("model", "?"),
-                f"{float(version.tags.get(f'holdout_{metric}', 'nan')):.4f}",
+                shown,
                 version.tags.get("data_version", "?")[:12],
                 (version.run_id or "")[:8],
             )
@@ -325,8 +389,8 @@ def models(
 
 @app.command()
 def datasets() -> None:
-    """List the built-in datasets (they ship inside statsmodels: no download)."""
-    from tasks.datasets import BUILTIN_DATASETS
+    """List the built-in forecasting datasets (they ship inside statsmodels: no download)."""
+    from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS
 
     for name, (loader, spec) in BUILTIN_DATASETS.items():
         console.print(f"[bold]{name}[/]: {loader.__doc__.splitlines()[0]}  {spec}")

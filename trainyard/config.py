@@ -1,244 +1,253 @@
-"""Typed configuration loaded from params.yaml: one dataclass per pipeline stage."""
+"""params.yaml loading: typed sections (pydantic), profiles, and errors that name the bad key.
+
+The file has one section per model family (`forecast:`, `rl:`, ...) plus the shared `run:` and
+`register:`. A stage loads only the section it depends on (as dvc.yaml declares it), never the
+whole file; a family's section is a pydantic model defined beside the family's tasks.
+"""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from trainyard.errors import ConfigError
+
+__all__ = ["ConfigError", "Section", "load_section", "section_from_dict"]
 
 
-class ConfigError(ValueError):
-    """A params.yaml value is missing, unknown or of the wrong kind."""
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"must be a number, got {value!r}")
+    if value != int(value):
+        raise ValueError(f"must be a whole number, got {value!r}")
+    return int(value)
 
 
-@dataclass
-class DatasetConfig:
-    """Which table to forecast and how to read it."""
-
-    name: str = "co2"  # a built-in dataset name (see `trainyard datasets`) or a CSV/Parquet path
-    time_column: str = "date"  # column holding timestamps
-    target: str = "co2"  # column to forecast
-    series_columns: list[str] = field(default_factory=list)  # columns identifying a series
-    known_covariates: list[str] = field(default_factory=list)  # known in advance (calendar, price)
-    unknown_covariates: list[str] = field(default_factory=list)  # observed only up to now
-    frequency: str = "W-SAT"  # pandas offset alias of the time grid
-    season_length: int = 52  # steps per season, for seasonal naive and MASE
-    # "error": a NaN target is invalid; "gap": it marks a missing step.
-    missing_target: str = "error"
-
-    @property
-    def columns(self) -> list[str]:
-        """Returns every column the input table must have: time, target, ids, covariates."""
-        return [
-            self.time_column,
-            self.target,
-            *self.series_columns,
-            *self.known_covariates,
-            *self.unknown_covariates,
-        ]
-
-    @property
-    def label(self) -> str:
-        """Returns the dataset's short name: the built-in name or the file's stem."""
-        return Path(self.name).stem
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"must be a number, got {value!r}")
+    return float(value)
 
 
-@dataclass
-class WindowConfig:
-    """How series are cut into encoder/horizon windows and split in time."""
-
-    encoder_length: int = 48  # past steps a model sees
-    horizon: int = 12  # future steps a model predicts
-    validation_length: int = 104  # last steps before the holdout, for early stopping
-    holdout_length: int = 104  # last steps of every series, never seen in training
+def _boolean(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
 
 
-@dataclass
-class LSTMConfig:
-    """LSTM forecaster size."""
-
-    hidden_size: int = 64  # LSTM units per layer
-    num_layers: int = 2  # stacked LSTM layers
-    dropout: float = 0.0  # dropout between LSTM layers
+def _text(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"must be a single value, got {value!r}")
+    return str(value)
 
 
-@dataclass
-class TCNConfig:
-    """Temporal convolutional network size."""
-
-    channels: int = 32  # channels in every residual block
-    kernel_size: int = 3  # taps per causal convolution
-    dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # one block each
-    dropout: float = 0.0  # dropout inside residual blocks
+def _list(value: Any) -> Any:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"must be a list, got {value!r}")
+    return list(value)
 
 
-@dataclass
-class TFTConfig:
-    """Temporal Fusion Transformer size (pytorch-forecasting)."""
-
-    hidden_size: int = 16  # width of every TFT layer
-    attention_head_size: int = 2  # attention heads
-    hidden_continuous_size: int = 8  # width of continuous-variable embeddings
-    dropout: float = 0.1  # dropout in TFT layers
-    quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])  # predicted quantiles
-
-
-@dataclass
-class TrainConfig:
-    """What to train and how long."""
-
-    models: list[str] = field(default_factory=lambda: ["lstm", "tcn", "tft"])
-    max_epochs: int = 30  # upper bound; early stopping on val/loss usually ends sooner
-    patience: int = 5  # epochs without val/loss improvement before stopping
-    batch_size: int = 64  # windows per optimiser step
-    learning_rate: float = 3e-3  # Adam step size
-    gradient_clip: float = 1.0  # max gradient norm
-    limit_train_batches: int = 0  # >0 caps optimiser steps per epoch (quick runs)
-    seed: int = 42  # seeds weights and shuffling
-    parallel: int = 0  # models trained at once, each in its own process; 0 = one per core
-    lstm: LSTMConfig = field(default_factory=LSTMConfig)
-    tcn: TCNConfig = field(default_factory=TCNConfig)
-    tft: TFTConfig = field(default_factory=TFTConfig)
+# Field types with params.yaml's rules: YAML ints become floats, 3.0 is a whole number,
+# true is not a number, and a scalar where a list belongs is an error rather than a list.
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+Number = Annotated[float, BeforeValidator(_number)]
+Flag = Annotated[bool, BeforeValidator(_boolean)]
+Text = Annotated[str, BeforeValidator(_text)]
+TextList = Annotated[list[str], BeforeValidator(_list)]
+NumberList = Annotated[list[Number], BeforeValidator(_list)]
+WholeNumberList = Annotated[list[WholeNumber], BeforeValidator(_list)]
 
 
-@dataclass
-class EvaluateConfig:
-    """How models and baselines are scored on the holdout."""
+class Section(BaseModel):
+    """A params.yaml section: unknown keys are errors; assignments are checked too."""
 
-    stride: int = 1  # steps between rolling forecast origins in the holdout
-    classical: str = "ets"  # classical statsmodels baseline: "ets" or "none"
-    plot_series: int = 4  # series drawn in forecast plots
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-
-@dataclass
-class RegisterConfig:
-    """How models are registered and when the champion alias moves."""
-
-    enabled: bool = True  # register trained models in the MLflow model registry
-    metric: str = "mase"  # holdout metric the champion gate compares (lower is better)
-    experiment: str = ""  # MLflow experiment; empty = "trainyard-<dataset>"
-
-
-@dataclass
-class Params:
-    """The whole params.yaml."""
-
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    windows: WindowConfig = field(default_factory=WindowConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    register: RegisterConfig = field(default_factory=RegisterConfig)
-
-    def section_hash(self, *sections: str) -> str:
-        """Returns a short, stable hash of the named sections (all when none named)."""
-        data = dataclasses.asdict(self)
-        chosen = {name: data[name] for name in (sections or data.keys())}
+    def section_hash(self, *names: str) -> str:
+        """Returns a short, stable hash of the named sub-sections (all when none named)."""
+        data = self.to_dict()
+        chosen = {name: data[name] for name in (names or data.keys())}
         return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        """Returns the parameters as plain nested dicts."""
-        return dataclasses.asdict(self)
+        """Returns the section as plain nested dicts and lists."""
+        return self.model_dump(mode="json")
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(fields)}"
-        )
-    kwargs = {}
-    for name, value in values.items():
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{where}.{name}")
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}.{name} must be true or false, got {value!r}")
-            kwargs[name] = value
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{where}.{name} must be a number, got {value!r}")
-            if isinstance(default, int) and value != int(value):
-                raise ConfigError(f"{where}.{name} must be a whole number, got {value!r}")
-            kwargs[name] = type(default)(value)
-        elif isinstance(default, list):
-            if not isinstance(value, list):
-                raise ConfigError(f"{where}.{name} must be a list, got {value!r}")
-            kwargs[name] = value
+class RunConfig(Section):
+    """What `trainyard run` does when not told otherwise."""
+
+    families: TextList = Field(default_factory=lambda: ["forecast", "rl"])  # run in order
+
+
+class RegisterConfig(Section):
+    """Registry settings shared by every family."""
+
+    enabled: Flag = True  # register trained models in the MLflow model registry
+    experiment: Text = ""  # MLflow experiment; empty = "trainyard-<dataset or environment>"
+
+
+class TrainBase(Section):
+    """Training knobs the shared skeleton reads; a family's train section extends it."""
+
+    models: TextList = Field(default_factory=list)  # model kinds to train, each its own run
+    max_epochs: WholeNumber = 30  # upper bound; early stopping on the monitor usually ends sooner
+    patience: WholeNumber = 5  # epochs without improvement of the monitor before stopping
+    limit_train_batches: WholeNumber = 0  # >0 caps optimiser steps per epoch (quick runs)
+    seed: WholeNumber = 42  # seeds weights, shuffling and environments
+    parallel: WholeNumber = 0  # models trained at once, each in its own process; 0 = one per core
+
+    def common_problems(self) -> list[str]:
+        """Returns what is wrong with the shared knobs, whatever the family."""
+        problems = []
+        if not self.models:
+            problems.append("train.models must name at least one model")
+        if len(set(self.models)) != len(self.models):
+            problems.append(f"train.models lists a model twice: {self.models}")
+        for name in ("max_epochs", "patience"):
+            if getattr(self, name) < 1:
+                problems.append(f"train.{name} must be at least 1")
+        for name in ("limit_train_batches", "parallel"):
+            if getattr(self, name) < 0:
+                problems.append(f"train.{name} must be 0 or more")
+        return problems
+
+
+class EvaluateBase(Section):
+    """Evaluation knobs the shared skeleton reads; a family's evaluate section extends it."""
+
+    metric: Text = ""  # the gate metric (its direction comes from the family)
+
+
+class FamilySection(Section):
+    """A family's whole params.yaml section: the skeleton reads `train` and `evaluate`."""
+
+    section_name: ClassVar[str] = ""  # its key in params.yaml, e.g. "forecast"
+    train: TrainBase
+    evaluate: EvaluateBase
+
+    @model_validator(mode="after")
+    def _check_values(self) -> Self:
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def problems(self) -> list[str]:
+        """Returns what is wrong with values whatever the data (empty when nothing is)."""
+        return self.train.common_problems()
+
+    @classmethod
+    def load(cls, path: str | Path = "params.yaml", profile: str | None = None) -> Self:
+        """Returns this section of a params file, a named profile's overrides applied."""
+        return load_section(path, cls.section_name, cls, profile)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None = None) -> Self:
+        """Returns the section built from nested dicts (missing keys take their defaults)."""
+        return section_from_dict(cls, values or {}, "params")
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def _model_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Returns the section class found by following `loc` from `cls` (None if not a section)."""
+    current: Any = cls
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        current = fields[part].annotation
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _messages(error: ValidationError, cls: type[BaseModel], where: str) -> list[str]:
+    """Returns one sentence per problem, each naming the dotted key."""
+    unknown: dict[tuple[Any, ...], list[str]] = {}
+    problems: list[str] = []
+    for item in error.errors():
+        loc = tuple(part for part in item["loc"] if not isinstance(part, int))
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            unknown.setdefault(loc[:-1], []).append(str(loc[-1]))
+            continue
+        key = ".".join([where, *map(str, loc)])
+        if kind == "model_type" or kind == "model_attributes_type":
+            problems.append(f"{key} must be a mapping, got {item['input']!r}")
+        elif kind == "value_error":
+            text = str(item.get("ctx", {}).get("error", item["msg"]))
+            problems.append(f"{key} {text}" if loc else f"{where}: {text}")
         else:
-            kwargs[name] = str(value)
-    return cls(**kwargs)
+            problems.append(f"{key}: {item['msg'].lower()} (got {item['input']!r})")
+    for parent, names in unknown.items():
+        section = _model_at(cls, parent)
+        known = ", ".join(section.model_fields) if section else "?"
+        problems.insert(
+            0,
+            f"{'.'.join([where, *map(str, parent)])}: unknown key(s) {', '.join(names)}; "
+            f"known keys are {known}",
+        )
+    return problems
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def section_from_dict(cls: type[S], values: Any, where: str = "params") -> S:
+    """Returns `cls` built from nested dicts (missing keys take their defaults)."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping, got {values!r}")
+    try:
+        return cls.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError("; ".join(_messages(error, cls, where))) from None
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Returns `base` with `override` applied key by key (nested mappings merged, not replaced)."""
     merged = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge(merged[key], value)
         else:
             merged[key] = value
     return merged
 
 
-METRICS = ("mae", "rmse", "smape", "mase")
-
-
-def check_values(params: Params, where: str) -> Params:
-    """Returns params after checking values that are wrong whatever the data."""
-    w = params.windows
-    problems = [
-        f"windows.{name} must be at least 1"
-        for name in ("encoder_length", "horizon")
-        if getattr(w, name) < 1
-    ]
-    problems += [
-        f"windows.{name} ({getattr(w, name)}) must be at least windows.horizon ({w.horizon})"
-        for name in ("validation_length", "holdout_length")
-        if getattr(w, name) < w.horizon
-    ]
-    if params.dataset.missing_target not in ("error", "gap"):
-        problems.append("dataset.missing_target must be 'error' or 'gap'")
-    if params.dataset.season_length < 1:
-        problems.append("dataset.season_length must be at least 1")
-    if not params.train.models:
-        problems.append("train.models must name at least one model")
-    if len(set(params.train.models)) != len(params.train.models):
-        problems.append(f"train.models lists a model twice: {params.train.models}")
-    if params.evaluate.classical not in ("ets", "none"):
-        problems.append("evaluate.classical must be 'ets' or 'none'")
-    if params.evaluate.stride < 1:
-        problems.append("evaluate.stride must be at least 1")
-    if params.register.metric not in METRICS:
-        problems.append(f"register.metric must be one of {', '.join(METRICS)}")
-    if problems:
-        raise ConfigError(f"{where}: " + "; ".join(problems))
-    return params
-
-
-def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
-    """Returns Params from a params.yaml, with a named profile's overrides applied on top."""
+def read_params_file(path: str | Path, profile: str | None = None) -> dict[str, Any]:
+    """Returns params.yaml as nested dicts, with a named profile's overrides applied on top."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such parameter file; run from the project root or pass one")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
     profiles = raw.pop("profiles", {}) or {}
     if profile:
         if profile not in profiles:
             known = ", ".join(profiles) or "none"
             raise ConfigError(f"{path}: no profile {profile!r}; profiles defined: {known}")
-        raw = _merge(raw, profiles[profile])
-    return check_values(_build(Params, raw, str(path)), str(path))
+        raw = merge(raw, profiles[profile])
+    return raw
 
 
-def params_from_dict(values: dict[str, Any]) -> Params:
-    """Returns Params built from nested dicts (missing keys take their defaults)."""
-    return check_values(_build(Params, values, "params"), "params")
+def load_section(path: str | Path, name: str, cls: type[S], profile: str | None = None) -> S:
+    """Returns section `name` of a params file as `cls`, a profile's overrides applied."""
+    raw = read_params_file(path, profile)
+    return section_from_dict(cls, raw.get(name), f"{path}: {name}")

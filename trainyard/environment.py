@@ -22,20 +22,37 @@ class ProjectPaths:
         """Git-ignored home of local servers' state (Prefect home, MLflow database)."""
         return Path(os.environ.get("TRAINYARD_STATE_DIR", self.root / ".state"))
 
+    def family(self, name: str) -> FamilyPaths:
+        """Returns where family `name` keeps its data, models and reports."""
+        return FamilyPaths(self.root, name)
+
+
+@dataclass(frozen=True)
+class FamilyPaths:
+    """A family's DVC-tracked folders: data/<family>/{prepared,models,reports}."""
+
+    root: Path
+    family: str
+
+    @property
+    def data(self) -> Path:
+        """The family's folder under data/."""
+        return self.root / "data" / self.family
+
     @property
     def prepared(self) -> Path:
-        """Prepared series and their metadata (a DVC output)."""
-        return self.root / "data" / "prepared"
+        """Prepared data and its metadata (a DVC output)."""
+        return self.data / "prepared"
 
     @property
     def models(self) -> Path:
         """Trained model checkpoints (a DVC output)."""
-        return self.root / "data" / "models"
+        return self.data / "models"
 
     @property
     def reports(self) -> Path:
-        """Metrics, forecasts and plots (DVC metrics and plots)."""
-        return self.root / "data" / "reports"
+        """Metrics, evaluation tables and plots (DVC metrics and plots)."""
+        return self.data / "reports"
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -96,6 +113,7 @@ def quiet_libraries() -> None:
         ".*Inferred schema contains integer column.*",
         ".*Hint: Inferred schema.*",
         ".*dataset source can be interpreted in multiple ways.*",
+        ".*`IterableDataset` has `__len__` defined.*",
     ):
         warnings.filterwarnings("ignore", message=message)
     # Both set their loggers' levels on import; ours must come after.

@@ -14,18 +14,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 @contextlib.contextmanager
-def training_progress(console: Console) -> Iterator[Any]:
-    """Yields a queue that child processes put (model, epoch, max_epochs, metrics) on, while a
-    bar per model shows its epochs and latest val/loss."""
+def training_progress(console: Console | None = None) -> Iterator[Any]:
+    """Yields a queue that child processes put (model, epoch, max_epochs, monitor, value) on,
+    while a bar per model shows its epochs and the latest value of its monitored metric."""
     manager = multiprocessing.get_context("spawn").Manager()
     events = manager.Queue()
     progress = Progress(
-        TextColumn("{task.fields[model]:>5}"),
+        TextColumn("{task.fields[model]:>6}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("epochs  val/loss {task.fields[val_loss]}"),
+        TextColumn("epochs  {task.fields[monitor]} {task.fields[value]}"),
         TimeElapsedColumn(),
-        console=console,
+        console=console or Console(),
         transient=False,
     )
     bars: dict[str, int] = {}  # a bar appears when its model reports its first epoch
@@ -34,17 +34,18 @@ def training_progress(console: Console) -> Iterator[Any]:
     def drain() -> None:
         while not stop.is_set():
             try:
-                name, epoch, total, metrics = events.get(timeout=0.2)
+                name, epoch, total, monitor, value = events.get(timeout=0.2)
             except (queue_module.Empty, EOFError, OSError):
                 continue
-            value = metrics.get("val/loss")
             if name not in bars:
-                bars[name] = progress.add_task("", total=total, model=name, val_loss="-")
+                bars[name] = progress.add_task(
+                    "", total=total, model=name, monitor=monitor, value="-"
+                )
             progress.update(
                 bars[name],
                 completed=epoch,
                 total=total,
-                val_loss=f"{value:.4f}" if value is not None else "-",
+                value=f"{value:.4f}" if value is not None else "-",
             )
 
     reader = threading.Thread(target=drain, daemon=True)

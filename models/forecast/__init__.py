@@ -1,0 +1,1 @@
+"""Forecasting and agent models: one LightningModule (with its nn.Module parts) per file."""

@@ -1,0 +1,1 @@
+"""Agents: one LightningModule per file."""

@@ -1,0 +1,180 @@
+"""What a model family plugs into the shared skeleton, and what the skeleton gives back.
+
+The skeleton (tracking, training processes, registry, gate, flows, DVC stages, CLI) only calls
+the methods of `Family`; it never asks which family it runs. A family lives in its own folder
+(`tasks/<family>/`), registers itself in `tasks/families.py`, and brings its params section.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trainyard.config import FamilySection
+
+CHECKPOINT = "best.ckpt"  # the best checkpoint of a trained model, in its model folder
+
+
+@dataclass
+class Prepared:
+    """What a family's prepare step wrote: the DVC-versioned data and its content hash."""
+
+    path: str  # the prepared file (or folder) DVC versions
+    md5: str  # its DVC md5: the data version of every run and model version trained on it
+    source: str  # where the raw data came from (dataset name, file, environment id)
+    stats: dict[str, float] = field(default_factory=dict)  # logged as data/<key> metrics
+    description: str = ""  # one line for the console: what was prepared
+
+
+@dataclass
+class TrainingSetup:
+    """A fresh LightningModule and how to fit it (loaders None: the module makes its own)."""
+
+    module: Any  # a LightningModule
+    train_loader: Any
+    val_loader: Any
+    hparams: dict[str, Any]  # logged as the model run's params
+    monitor: str = "val/loss"  # checkpoint and early-stopping metric
+    mode: str = "min"  # "min" or "max" for `monitor`
+    gradient_clip: float | None = None  # max gradient norm; None: the module clips itself
+    extra_files: dict[str, Any] = field(default_factory=dict)  # name -> object kept beside it
+
+
+@dataclass
+class TrainResult:
+    """What training one model produced."""
+
+    name: str  # model kind, e.g. "lstm", "dqn"
+    model_dir: str  # folder with best.ckpt and any files the kind needs to predict
+    epochs: int  # epochs run before early stopping or max_epochs
+    best_score: float  # best value of the monitored metric
+    monitor: str  # which metric that is, e.g. "val/loss"
+    seconds: float  # wall time of fitting
+    n_parameters: int  # trainable parameters
+    hparams: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)  # per-epoch metrics
+
+
+@dataclass
+class EvaluationResult:
+    """Scores of every model and baseline on one fixed evaluation set, and the reports."""
+
+    metrics: dict[str, dict[str, float]]  # name -> metric -> value
+    baselines: list[str]  # which names are baselines
+    report_dir: str
+    title: str  # e.g. "Holdout: 93 windows over 1 series"
+    columns: list[str]  # metrics shown in the console table, in order
+    higher_is_better: dict[str, bool]  # direction of every metric in `columns`
+    plots: list[str] = field(default_factory=list)
+
+    def ranking(self, metric: str) -> list[str]:
+        """Returns every name, best `metric` first."""
+        sign = -1.0 if self.higher_is_better.get(metric, False) else 1.0
+        return sorted(self.metrics, key=lambda name: sign * self.metrics[name][metric])
+
+    def best_baseline(self, metric: str) -> str:
+        """Returns the baseline with the best `metric`."""
+        return next(name for name in self.ranking(metric) if name in self.baselines)
+
+    def best_model(self, metric: str) -> str | None:
+        """Returns the trained model with the best `metric`, if any was trained."""
+        return next((n for n in self.ranking(metric) if n not in self.baselines), None)
+
+
+@dataclass
+class PyfuncSpec:
+    """How to log one trained model as an MLflow pyfunc."""
+
+    python_model: Any  # an mlflow.pyfunc.PythonModel
+    artifacts: dict[str, str]  # name -> local path
+    model_config: dict[str, Any]  # JSON-able; the pyfunc reads it when loaded
+    input_example: Any
+
+
+class Family(abc.ABC):
+    """A model family: its data, models, baselines, metric and serving."""
+
+    name: str  # e.g. "forecast": its params section, flow, DVC stages and folders
+    section: type[FamilySection]  # its params.yaml section
+    registry_suffix: str  # registered model = "<label>-<suffix>", e.g. co2-forecaster
+    metrics: dict[str, bool]  # every gate metric it offers -> higher is better
+    serving_requirements: tuple[str, ...] = ()  # distributions its pyfunc imports
+    prepared_type: type[Prepared] = Prepared  # what prepare returns (rebuilt from JSON)
+
+    def higher_is_better(self, params: FamilySection) -> bool:
+        """Returns the direction of the configured gate metric."""
+        return self.metrics[params.evaluate.metric]
+
+    @abc.abstractmethod
+    def label(self, params: FamilySection) -> str:
+        """Returns the dataset's or environment's short name (experiment, registry, input)."""
+
+    @abc.abstractmethod
+    def model_kinds(self) -> list[str]:
+        """Returns every model kind this family can train."""
+
+    def check(self, params: FamilySection) -> None:
+        """Raises ConfigError for params no data can fix (before anything is written)."""
+        return None
+
+    @abc.abstractmethod
+    def prepare(self, params: FamilySection, root: Path, out_dir: Path) -> Prepared:
+        """Returns what was prepared into out_dir (validated, DVC-versioned data)."""
+
+    @abc.abstractmethod
+    def prepare_key(self, params: FamilySection, root: Path) -> str:
+        """Returns a hash of everything prepare reads (raw data, its params, its code)."""
+
+    def is_current(self, prepared: Prepared) -> bool:
+        """Returns whether the prepared file on disk is still the one `prepared` names."""
+        from trainyard.tasks.prepared import is_current
+
+        return is_current(Path(prepared.path), prepared.md5)
+
+    @abc.abstractmethod
+    def prepared(self, params: FamilySection, out_dir: Path) -> Prepared:
+        """Returns the summary of what an earlier prepare wrote into out_dir (DVC stages)."""
+
+    @abc.abstractmethod
+    def setup(self, name: str, prepared_path: Path, params: FamilySection) -> TrainingSetup:
+        """Returns model `name`, fresh, with what training it needs (in a child process)."""
+
+    @abc.abstractmethod
+    def evaluate(
+        self,
+        prepared: Prepared,
+        model_dirs: dict[str, Path],
+        params: FamilySection,
+        report_dir: Path,
+        histories: dict[str, list[dict[str, float]]],
+    ) -> EvaluationResult:
+        """Returns scores of the models in model_dirs and the baselines; writes reports."""
+
+    @abc.abstractmethod
+    def evaluation_key(self, prepared: Prepared, params: FamilySection) -> str:
+        """Returns a hash naming the exact evaluation set (data version and its params)."""
+
+    @abc.abstractmethod
+    def dataset_frame(self, prepared: Prepared) -> tuple[pd.DataFrame, str | None]:
+        """Returns the prepared data as a table for MLflow's log_input, and its target."""
+
+    @abc.abstractmethod
+    def pyfunc(
+        self, name: str, model_dir: Path, prepared: Prepared, params: FamilySection
+    ) -> PyfuncSpec:
+        """Returns how to log trained model `name` as a pyfunc."""
+
+    @abc.abstractmethod
+    def rescore(
+        self,
+        model_config: dict[str, Any],
+        artifacts: dict[str, Path],
+        prepared: Prepared,
+        params: FamilySection,
+    ) -> float | None:
+        """Returns a registered version's gate metric on this run's evaluation set, or None
+        when it cannot be scored there (trained for other inputs)."""

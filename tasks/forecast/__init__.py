@@ -1,0 +1,1 @@
+"""Plain-Python pipeline steps: prepare, train, evaluate, register. No Prefect here."""

@@ -1,0 +1,171 @@
+"""The `forecast:` section of params.yaml, typed: dataset, windows, train, evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from trainyard.config import (
+    EvaluateBase,
+    FamilySection,
+    Number,
+    NumberList,
+    Section,
+    Text,
+    TextList,
+    TrainBase,
+    WholeNumber,
+    WholeNumberList,
+)
+from trainyard.errors import ConfigError
+
+SECTION = "forecast"
+METRICS = ("mae", "rmse", "smape", "mase")  # holdout metrics; all lower-is-better
+MODEL_KINDS = ("lstm", "tcn", "tft")  # the forecasters train.models can name
+
+
+class DatasetConfig(Section):
+    """Which table to forecast and how to read it."""
+
+    name: Text = "co2"  # a built-in dataset name (see `trainyard datasets`) or a CSV/Parquet path
+    time_column: Text = "date"  # column holding timestamps
+    target: Text = "co2"  # column to forecast
+    series_columns: TextList = Field(default_factory=list)  # columns identifying a series
+    known_covariates: TextList = Field(default_factory=list)  # known in advance (calendar, price)
+    unknown_covariates: TextList = Field(default_factory=list)  # observed only up to now
+    frequency: Text = "W-SAT"  # pandas offset alias of the time grid
+    season_length: WholeNumber = 52  # steps per season, for seasonal naive and MASE
+    # "error": a NaN target is invalid; "gap": it marks a missing step.
+    missing_target: Text = "error"
+
+    @property
+    def columns(self) -> list[str]:
+        """Returns every column the input table must have: time, target, ids, covariates."""
+        return [
+            self.time_column,
+            self.target,
+            *self.series_columns,
+            *self.known_covariates,
+            *self.unknown_covariates,
+        ]
+
+    @property
+    def label(self) -> str:
+        """Returns the dataset's short name: the built-in name or the file's stem."""
+        return Path(self.name).stem
+
+
+class WindowConfig(Section):
+    """How series are cut into encoder/horizon windows and split in time."""
+
+    encoder_length: WholeNumber = 48  # past steps a model sees
+    horizon: WholeNumber = 12  # future steps a model predicts
+    validation_length: WholeNumber = 104  # last steps before the holdout, for early stopping
+    holdout_length: WholeNumber = 104  # last steps of every series, never seen in training
+
+
+class LSTMConfig(Section):
+    """LSTM forecaster size."""
+
+    hidden_size: WholeNumber = 64  # LSTM units per layer
+    num_layers: WholeNumber = 2  # stacked LSTM layers
+    dropout: Number = 0.0  # dropout between LSTM layers
+
+
+class TCNConfig(Section):
+    """Temporal convolutional network size."""
+
+    channels: WholeNumber = 32  # channels in every residual block
+    kernel_size: WholeNumber = 3  # taps per causal convolution
+    dilations: WholeNumberList = Field(default_factory=lambda: [1, 2, 4, 8, 16])  # one block each
+    dropout: Number = 0.0  # dropout inside residual blocks
+
+
+class TFTConfig(Section):
+    """Temporal Fusion Transformer size (pytorch-forecasting)."""
+
+    hidden_size: WholeNumber = 16  # width of every TFT layer
+    attention_head_size: WholeNumber = 2  # attention heads
+    hidden_continuous_size: WholeNumber = 8  # width of continuous-variable embeddings
+    dropout: Number = 0.1  # dropout in TFT layers
+    quantiles: NumberList = Field(default_factory=lambda: [0.1, 0.5, 0.9])  # predicted quantiles
+
+
+class TrainConfig(TrainBase):
+    """What to train and how long."""
+
+    models: TextList = Field(default_factory=lambda: ["lstm", "tcn", "tft"])
+    gradient_clip: Number = 1.0  # max gradient norm
+    batch_size: WholeNumber = 64  # windows per optimiser step
+    learning_rate: Number = 3e-3  # Adam step size
+    lstm: LSTMConfig = Field(default_factory=LSTMConfig)
+    tcn: TCNConfig = Field(default_factory=TCNConfig)
+    tft: TFTConfig = Field(default_factory=TFTConfig)
+
+
+class EvaluateConfig(EvaluateBase):
+    """How models and baselines are scored on the holdout."""
+
+    metric: Text = "mase"  # the gate metric: mae, rmse, smape or mase (all lower is better)
+    stride: WholeNumber = 1  # steps between rolling forecast origins in the holdout
+    classical: Text = "ets"  # classical statsmodels baseline: "ets" or "none"
+    plot_series: WholeNumber = 4  # series drawn in forecast plots
+
+
+class Params(FamilySection):
+    """The whole `forecast:` section."""
+
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    windows: WindowConfig = Field(default_factory=WindowConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    section_name = SECTION
+
+    def problems(self) -> list[str]:
+        """Returns what is wrong with values whatever the data (empty when nothing is)."""
+        params = self
+        w = params.windows
+        problems = [
+            f"windows.{name} must be at least 1"
+            for name in ("encoder_length", "horizon")
+            if getattr(w, name) < 1
+        ]
+        problems += [
+            f"windows.{name} ({getattr(w, name)}) must be at least windows.horizon ({w.horizon})"
+            for name in ("validation_length", "holdout_length")
+            if getattr(w, name) < w.horizon
+        ]
+        if params.dataset.missing_target not in ("error", "gap"):
+            problems.append("dataset.missing_target must be 'error' or 'gap'")
+        if params.dataset.season_length < 1:
+            problems.append("dataset.season_length must be at least 1")
+        problems += params.train.common_problems()
+        if params.train.batch_size < 1:
+            problems.append(f"train.batch_size must be at least 1, got {params.train.batch_size}")
+        if params.train.gradient_clip <= 0:
+            problems.append("train.gradient_clip must be above 0")
+        if params.train.learning_rate <= 0:
+            problems.append("train.learning_rate must be above 0")
+        quantiles = params.train.tft.quantiles
+        if "tft" in params.train.models and (
+            0.5 not in quantiles or any(not 0 < q < 1 for q in quantiles)
+        ):
+            problems.append(
+                f"train.tft.quantiles must lie between 0 and 1 and include 0.5 (the point "
+                f"forecast), got {quantiles}"
+            )
+        if params.evaluate.classical not in ("ets", "none"):
+            problems.append("evaluate.classical must be 'ets' or 'none'")
+        if params.evaluate.stride < 1:
+            problems.append("evaluate.stride must be at least 1")
+        if params.evaluate.metric not in METRICS:
+            problems.append(f"evaluate.metric must be one of {', '.join(METRICS)}")
+        return problems
+
+
+load_params = Params.load
+params_from_dict = Params.from_dict
+
+__all__ = ["ConfigError", "Params", "load_params", "params_from_dict"]

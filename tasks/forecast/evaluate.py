@@ -1,0 +1,206 @@
+"""Evaluate step: every model and baseline on the same rolling-origin holdout windows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trainyard.errors import DataError
+from trainyard.tasks.family import CHECKPOINT, EvaluationResult
+from trainyard.tasks.forecast import metrics
+from trainyard.tasks.forecast.baselines import (
+    ets_forecast,
+    fill_history,
+    naive_forecast,
+    seasonal_naive_forecast,
+)
+from trainyard.tasks.forecast.config import METRICS, Params
+from trainyard.tasks.forecast.forecasters import FORECASTERS, Forecast
+from trainyard.tasks.forecast.prepare import read_prepared_for
+from trainyard.tasks.forecast.windows import SeriesArrays, WindowIndex, window_index
+
+METRICS_FILE = "metrics.json"
+FORECASTS_FILE = "forecasts.csv"
+CURVES_FILE = "learning_curves.csv"
+
+
+def _series_history(arrays: SeriesArrays, position: int) -> tuple[np.ndarray, np.ndarray]:
+    offset, length = arrays.offsets[position], arrays.lengths[position]
+    values = arrays.target[offset : offset + length].numpy().astype(np.float64)
+    split = arrays.split[offset : offset + length]
+    return values, split
+
+
+def baseline_forecasts(
+    arrays: SeriesArrays, index: WindowIndex, params: Params
+) -> dict[str, np.ndarray]:
+    """Returns each baseline's [windows, horizon] forecasts, in `index` order."""
+    horizon, season = params.windows.horizon, params.dataset.season_length
+    names = ["naive", "seasonal_naive"] + (["ets"] if params.evaluate.classical == "ets" else [])
+    out = {name: np.empty((len(index), horizon)) for name in names}
+    for position in np.unique(index.series):
+        rows = np.flatnonzero(index.series == position)
+        history = fill_history(_series_history(arrays, position)[0])
+        origins = index.origins[rows]
+        out["naive"][rows] = naive_forecast(history, origins, horizon)
+        out["seasonal_naive"][rows] = seasonal_naive_forecast(history, origins, horizon, season)
+        if "ets" in out:
+            out["ets"][rows] = ets_forecast(history, origins, horizon, season)
+    return out
+
+
+def mase_scales(arrays: SeriesArrays, index: WindowIndex, season_length: int) -> np.ndarray:
+    """Returns each window's MASE scale: its series' seasonal naive MAE on the train split."""
+    scales = {}
+    for position in np.unique(index.series):
+        values, split = _series_history(arrays, position)
+        try:
+            scales[position] = metrics.seasonal_naive_scale(values[split == 0], season_length)
+        except ValueError as error:
+            raise DataError(f"series {arrays.series_ids[position]!r}: {error}") from None
+    return np.array([scales[position] for position in index.series])
+
+
+def score(actual: np.ndarray, forecast: Forecast, scale: np.ndarray) -> dict[str, float]:
+    """Returns MAE, RMSE, sMAPE, MASE (and quantile loss/coverage for quantile forecasts)."""
+    result = {
+        "mae": metrics.mae(actual, forecast.point),
+        "rmse": metrics.rmse(actual, forecast.point),
+        "smape": metrics.smape(actual, forecast.point),
+        "mase": metrics.mase(actual, forecast.point, scale),
+    }
+    if forecast.quantiles is not None:
+        levels = forecast.levels
+        result["quantile_loss"] = metrics.quantile_loss(actual, forecast.quantiles, levels)
+        lower, upper = min(levels), max(levels)
+        result[f"coverage_{round(100 * (upper - lower))}"] = metrics.interval_coverage(
+            actual,
+            forecast.quantiles[..., levels.index(lower)],
+            forecast.quantiles[..., levels.index(upper)],
+        )
+    return result
+
+
+def _forecast_table(
+    arrays: SeriesArrays,
+    index: WindowIndex,
+    encoder_length: int,
+    actual: np.ndarray,
+    forecasts: dict[str, Forecast],
+) -> pd.DataFrame:
+    windows, horizon = actual.shape
+    origin_rows = index.starts.numpy() + encoder_length
+    rows = (origin_rows[:, None] + np.arange(horizon)).reshape(-1)
+    table = pd.DataFrame(
+        {
+            "series": np.repeat(np.asarray(arrays.series_ids)[index.series], horizon),
+            "origin": np.repeat(arrays.times[origin_rows], horizon),
+            "time": arrays.times[rows],
+            "step": np.tile(np.arange(1, horizon + 1), windows),
+            "actual": actual.reshape(-1),
+        }
+    )
+    for name, forecast in forecasts.items():
+        table[name] = forecast.point.reshape(-1)
+        if forecast.quantiles is not None:
+            for i, level in enumerate(forecast.levels):
+                if level != 0.5:
+                    table[f"{name}_q{round(100 * level)}"] = forecast.quantiles[..., i].reshape(-1)
+    return table
+
+
+@dataclass
+class Holdout:
+    """The holdout windows of a prepared dataset, with their actuals and MASE scales."""
+
+    table: pd.DataFrame
+    arrays: SeriesArrays
+    index: WindowIndex
+    actual: np.ndarray  # [windows, horizon]
+    scale: np.ndarray  # [windows] MASE denominator of each window's series
+
+
+def load_holdout(prepared_path: Path, params: Params) -> Holdout:
+    """Returns the rolling-origin holdout windows of the prepared data."""
+    table = read_prepared_for(prepared_path, params)
+    arrays = SeriesArrays.from_prepared(table, params.dataset)
+    windows = params.windows
+    index = window_index(
+        arrays, "holdout", windows.encoder_length, windows.horizon, params.evaluate.stride
+    )
+    if len(index) == 0:
+        raise DataError(
+            "no complete holdout windows: every one touches a missing target. Lengthen "
+            "windows.holdout_length or fix the gaps."
+        )
+    offsets = index.starts[:, None] + windows.encoder_length + np.arange(windows.horizon)
+    actual = arrays.target[offsets].numpy().astype(np.float64)
+    scale = mase_scales(arrays, index, params.dataset.season_length)
+    return Holdout(table, arrays, index, actual, scale)
+
+
+def model_forecast(kind: str, model_dir: Path, holdout: Holdout, params: Params) -> Forecast:
+    """Returns the forecasts of the `kind` model stored in model_dir for every holdout window."""
+    forecaster = FORECASTERS[kind]
+    module = forecaster.load(model_dir / CHECKPOINT)
+    return forecaster.predict(
+        module, holdout.arrays, holdout.table, holdout.index, params, model_dir
+    )
+
+
+def evaluate(
+    prepared_path: Path,
+    model_dirs: dict[str, Path],
+    params: Params,
+    report_dir: Path,
+    histories: dict[str, list[dict[str, float]]] | None = None,
+) -> EvaluationResult:
+    """Returns holdout scores for the trained models in `model_dirs` and every baseline, and
+    writes metrics.json, forecasts.csv, learning_curves.csv and plots/ to report_dir."""
+    from trainyard.tasks.forecast.plots import plot_forecasts
+    from trainyard.tasks.reports import learning_curves, plot_learning_curves, staged_reports
+
+    holdout = load_holdout(prepared_path, params)
+    arrays, index, actual = holdout.arrays, holdout.index, holdout.actual
+    windows = params.windows
+    forecasts = {
+        name: model_forecast(name, Path(model_dir), holdout, params)
+        for name, model_dir in model_dirs.items()
+    }
+    baselines = baseline_forecasts(arrays, index, params)
+    forecasts.update({name: Forecast(point=values) for name, values in baselines.items()})
+    scores = {name: score(actual, forecast, holdout.scale) for name, forecast in forecasts.items()}
+
+    with staged_reports(report_dir) as work:
+        (work / METRICS_FILE).write_text(json.dumps(scores, indent=2, sort_keys=True))
+        forecast_table = _forecast_table(arrays, index, windows.encoder_length, actual, forecasts)
+        forecast_table.to_csv(work / FORECASTS_FILE, index=False)
+        curves = learning_curves(histories or {})
+        curves.to_csv(work / CURVES_FILE, index=False)
+        plots_dir = work / "plots"
+        plots_dir.mkdir()
+        plots = plot_forecasts(
+            forecast_table,
+            list(forecasts),
+            windows.horizon,
+            params.evaluate.stride,
+            params.evaluate.plot_series,
+            plots_dir,
+        )
+        if not curves.empty:
+            plots.append(
+                plot_learning_curves(curves, plots_dir, ["train/loss", "val/loss"], log_scale=True)
+            )
+    return EvaluationResult(
+        metrics=scores,
+        baselines=list(baselines),
+        report_dir=str(report_dir),
+        title=f"Holdout: {len(index)} windows over {len(np.unique(index.series))} series",
+        columns=list(METRICS),
+        higher_is_better=dict.fromkeys(METRICS, False),
+        plots=[str(report_dir / "plots" / Path(p).name) for p in plots],
+    )

@@ -1,0 +1,122 @@
+"""The forecasting family: time-series tables -> LSTM/TCN/TFT forecasters scored on a holdout."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trainyard.tasks.family import EvaluationResult, Family, PyfuncSpec, TrainingSetup
+from trainyard.tasks.forecast import prepare as preparation
+from trainyard.tasks.forecast.config import METRICS, MODEL_KINDS, Params, params_from_dict
+
+
+class ForecastFamily(Family):
+    """Forecasters of one table's series; the gate metric is a holdout error (lower wins)."""
+
+    name = "forecast"
+    section = Params
+    registry_suffix = "forecaster"
+    metrics = dict.fromkeys(METRICS, False)
+    serving_requirements = ("pytorch-forecasting", "pandera", "pyarrow", "statsmodels")
+    prepared_type = preparation.PrepareSummary
+
+    def label(self, params: Params) -> str:
+        """Returns the dataset's short name, e.g. co2."""
+        return params.dataset.label
+
+    def model_kinds(self) -> list[str]:
+        """Returns lstm, tcn and tft."""
+        return list(MODEL_KINDS)
+
+    # Validates the table and writes the prepared series; cached by a hash of the raw table,
+    # the dataset/windows params and the prepare code.
+    prepare = staticmethod(preparation.prepare)
+    prepare_key = staticmethod(preparation.prepare_input_key)
+
+    def prepared(self, params: Params, out_dir: Path) -> preparation.PrepareSummary:
+        """Returns the summary of the prepared file in out_dir (checked against params)."""
+        return preparation.summary_of(out_dir / preparation.PREPARED_FILE, params)
+
+    def setup(self, name: str, prepared_path: Path, params: Params) -> TrainingSetup:
+        """Returns forecaster `name` with its window loaders over the prepared series."""
+        from trainyard.tasks.forecast.forecasters import FORECASTERS
+        from trainyard.tasks.forecast.windows import SeriesArrays
+
+        table = preparation.read_prepared_for(prepared_path, params)
+        arrays = SeriesArrays.from_prepared(table, params.dataset)
+        return FORECASTERS[name].setup(arrays, table, params)
+
+    def evaluate(
+        self,
+        prepared: preparation.PrepareSummary,
+        model_dirs: dict[str, Path],
+        params: Params,
+        report_dir: Path,
+        histories: dict[str, list[dict[str, float]]],
+    ) -> EvaluationResult:
+        """Returns holdout scores of every forecaster and baseline; writes the reports."""
+        from trainyard.tasks.forecast.evaluate import evaluate
+
+        return evaluate(Path(prepared.path), model_dirs, params, report_dir, histories)
+
+    def evaluation_key(self, prepared: preparation.PrepareSummary, params: Params) -> str:
+        """Returns a hash naming the holdout windows: data version, windows and stride."""
+        parts = f"{prepared.md5}|{params.section_hash('windows')}|{params.evaluate.stride}"
+        return hashlib.sha256(parts.encode()).hexdigest()[:12]
+
+    def dataset_frame(self, prepared: preparation.PrepareSummary) -> tuple[pd.DataFrame, str]:
+        """Returns the prepared table and its target column."""
+        table, meta = preparation.read_prepared(Path(prepared.path))
+        return table, meta["dataset"]["target"]
+
+    def pyfunc(
+        self, name: str, model_dir: Path, prepared: preparation.PrepareSummary, params: Params
+    ) -> PyfuncSpec:
+        """Returns forecaster `name` as a pyfunc: history table in, forecasts out."""
+        from trainyard.tasks.forecast.serving import ForecasterModel
+
+        return PyfuncSpec(
+            python_model=ForecasterModel(),
+            artifacts={"model_dir": str(model_dir)},
+            model_config={"kind": name, "params": params.to_dict()},
+            input_example=input_example(prepared, params),
+        )
+
+    def rescore(
+        self,
+        model_config: dict[str, Any],
+        artifacts: dict[str, Path],
+        prepared: preparation.PrepareSummary,
+        params: Params,
+    ) -> float | None:
+        """Returns a registered forecaster's gate metric on this holdout, or None when it was
+        trained for other windows or columns and cannot forecast these windows."""
+        from trainyard.tasks.forecast.evaluate import load_holdout, model_forecast, score
+
+        theirs = params_from_dict(model_config["params"])
+        if (
+            theirs.windows.encoder_length != params.windows.encoder_length
+            or theirs.windows.horizon != params.windows.horizon
+            or theirs.dataset.target != params.dataset.target
+            or theirs.dataset.known_covariates != params.dataset.known_covariates
+            or theirs.dataset.unknown_covariates != params.dataset.unknown_covariates
+        ):
+            return None
+        holdout = load_holdout(Path(prepared.path), params)
+        forecast = model_forecast(model_config["kind"], artifacts["model_dir"], holdout, theirs)
+        return score(holdout.actual, forecast, holdout.scale)[params.evaluate.metric]
+
+
+def input_example(prepared: preparation.PrepareSummary, params: Params) -> pd.DataFrame:
+    """Returns a small history in the input table's format, for the pyfunc signature."""
+    spec = params.dataset
+    table, _ = preparation.read_prepared(Path(prepared.path))
+    first = table[table["series_id"] == table["series_id"].iloc[0]]
+    first = first[first[spec.target].notna()].tail(params.windows.encoder_length)
+    return first[spec.columns].reset_index(drop=True)
+
+
+FORECAST = ForecastFamily()

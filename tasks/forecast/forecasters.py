@@ -1,0 +1,304 @@
+"""How each forecaster kind gets its data, its module, its checkpoint and its predictions.
+
+A kind is registered in FORECASTERS; later model families add an entry, not edit these.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+
+from trainyard.errors import ConfigError, DataError
+from trainyard.models.forecast.lstm import LSTMForecaster
+from trainyard.models.forecast.tcn import TCNForecaster
+from trainyard.tasks.family import TrainingSetup
+from trainyard.tasks.forecast.config import Params
+from trainyard.tasks.forecast.windows import (
+    SeriesArrays,
+    WindowIndex,
+    WindowLoader,
+    gather_windows,
+    window_index,
+)
+
+PREDICT_BATCH = 1024  # windows per forward pass at prediction time
+
+
+@dataclass
+class Forecast:
+    """Predictions for a list of windows."""
+
+    point: np.ndarray  # [windows, horizon]
+    quantiles: np.ndarray | None = None  # [windows, horizon, len(levels)]
+    levels: list[float] | None = None  # quantile levels of the last axis
+
+
+@dataclass
+class ForecasterKind:
+    """The functions that make one model kind trainable, loadable and predictable."""
+
+    setup: Callable[[SeriesArrays, pd.DataFrame, Params], TrainingSetup]
+    load: Callable[[Path], L.LightningModule]
+    predict: Callable[
+        [L.LightningModule, SeriesArrays, pd.DataFrame, WindowIndex, Params, Path], Forecast
+    ]
+
+
+def _window_loaders(arrays: SeriesArrays, params: Params) -> tuple[WindowLoader, WindowLoader]:
+    windows, train = params.windows, params.train
+    loaders = []
+    for split, shuffle in (("train", True), ("validation", False)):
+        index = window_index(arrays, split, windows.encoder_length, windows.horizon)
+        if len(index) == 0:
+            raise DataError(
+                f"no complete {split} windows: every {split} window touches a missing target. "
+                "Lengthen windows.validation_length or fix the gaps."
+            )
+        loaders.append(
+            WindowLoader(
+                arrays,
+                index,
+                windows.encoder_length,
+                windows.horizon,
+                train.batch_size,
+                shuffle=shuffle,
+                seed=train.seed,
+            )
+        )
+    return loaders[0], loaders[1]
+
+
+COVARIATE_STATS = "covariate_stats"  # file (.pkl) beside a window model's checkpoint
+
+
+def _scaling(arrays: SeriesArrays) -> dict[str, Any]:
+    """Returns the files a window model keeps: its covariates' training standardisation."""
+    return {COVARIATE_STATS: arrays.covariate_stats}
+
+
+def _input_size(arrays: SeriesArrays) -> int:
+    return 1 + arrays.covariates.shape[1]
+
+
+def setup_lstm(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> TrainingSetup:
+    """Returns an LSTM forecaster with window loaders."""
+    cfg = params.train.lstm
+    hparams = {
+        "input_size": _input_size(arrays),
+        "n_known": arrays.n_known,
+        "horizon": params.windows.horizon,
+        "hidden_size": cfg.hidden_size,
+        "num_layers": cfg.num_layers,
+        "dropout": cfg.dropout,
+        "learning_rate": params.train.learning_rate,
+    }
+    return TrainingSetup(
+        LSTMForecaster(**hparams),
+        *_window_loaders(arrays, params),
+        hparams,
+        extra_files=_scaling(arrays),
+        gradient_clip=params.train.gradient_clip,
+    )
+
+
+def setup_tcn(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> TrainingSetup:
+    """Returns a TCN forecaster with window loaders."""
+    cfg = params.train.tcn
+    hparams = {
+        "input_size": _input_size(arrays),
+        "n_known": arrays.n_known,
+        "horizon": params.windows.horizon,
+        "encoder_length": params.windows.encoder_length,
+        "channels": cfg.channels,
+        "kernel_size": cfg.kernel_size,
+        "dilations": tuple(cfg.dilations),
+        "dropout": cfg.dropout,
+        "learning_rate": params.train.learning_rate,
+    }
+    return TrainingSetup(
+        TCNForecaster(**hparams),
+        *_window_loaders(arrays, params),
+        hparams,
+        extra_files=_scaling(arrays),
+        gradient_clip=params.train.gradient_clip,
+    )
+
+
+@torch.no_grad()
+def predict_windows(
+    module: L.LightningModule,
+    arrays: SeriesArrays,
+    table: pd.DataFrame,
+    index: WindowIndex,
+    params: Params,
+    model_dir: Path,
+) -> Forecast:
+    """Returns point forecasts of a WindowForecaster for every window in `index`."""
+    module.eval()
+    enc, hor = params.windows.encoder_length, params.windows.horizon
+    outputs = [
+        module(gather_windows(arrays, index.starts[i : i + PREDICT_BATCH], enc, hor))["prediction"]
+        for i in range(0, len(index), PREDICT_BATCH)
+    ]
+    return Forecast(point=torch.cat(outputs).numpy())
+
+
+def _tft_rows(table: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Returns the rows a TimeSeriesDataSet takes: observed targets, string series ids."""
+    rows = table[table[params.dataset.target].notna()].copy()
+    rows["series_id"] = rows["series_id"].astype(str)
+    return rows
+
+
+def window_keys(arrays: SeriesArrays, index: WindowIndex) -> pd.MultiIndex:
+    """Returns (series id, first forecast step) of every window in `index`."""
+    return pd.MultiIndex.from_arrays([np.asarray(arrays.series_ids)[index.series], index.origins])
+
+
+def _tft_datasets(table: pd.DataFrame, params: Params):
+    """Returns (training dataset fitted on the train split, dataset over every row)."""
+    from pytorch_forecasting import TimeSeriesDataSet
+    from pytorch_forecasting.data import EncoderNormalizer
+
+    spec, windows = params.dataset, params.windows
+    rows = _tft_rows(table, params)
+    statics = ["series_id"] if rows["series_id"].nunique() > 1 else []
+    train_rows = rows[rows["split"] == "train"]
+    training = TimeSeriesDataSet(
+        train_rows,
+        time_idx="time_idx",
+        target=spec.target,
+        group_ids=["series_id"],
+        max_encoder_length=windows.encoder_length,
+        min_encoder_length=windows.encoder_length,
+        max_prediction_length=windows.horizon,
+        min_prediction_length=windows.horizon,
+        static_categoricals=statics,
+        time_varying_known_reals=list(spec.known_covariates),
+        time_varying_unknown_reals=[spec.target, *spec.unknown_covariates],
+        target_normalizer=EncoderNormalizer(),  # the same per-window scaling as LSTM/TCN
+        add_relative_time_idx=True,
+        allow_missing_timesteps=True,
+    )
+    everything = TimeSeriesDataSet.from_dataset(training, rows, stop_randomization=True)
+    return training, everything
+
+
+def _same_windows(dataset, arrays: SeriesArrays, index: WindowIndex):
+    """Returns `dataset` filtered to exactly the windows in `index` (series, first step)."""
+    wanted = window_keys(arrays, index)
+    decoded = dataset.decoded_index
+    keys = pd.MultiIndex.from_arrays(
+        [decoded["series_id"].astype(str), decoded["time_idx_first_prediction"]]
+    )
+    return dataset.filter(lambda _: keys.isin(wanted))
+
+
+def setup_tft(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> TrainingSetup:
+    """Returns a TFT with pytorch-forecasting loaders over the same windows as LSTM/TCN."""
+    from trainyard.models.forecast.tft import TFTForecaster
+
+    windows, train = params.windows, params.train
+    training, everything = _tft_datasets(table, params)
+    loaders = []
+    for split, is_train in (("train", True), ("validation", False)):
+        index = window_index(arrays, split, windows.encoder_length, windows.horizon)
+        dataset = _same_windows(training if is_train else everything, arrays, index)
+        generator = torch.Generator().manual_seed(train.seed)
+        loaders.append(
+            dataset.to_dataloader(
+                train=is_train, batch_size=train.batch_size, num_workers=0, generator=generator
+            )
+        )
+    cfg = train.tft
+    if 0.5 not in cfg.quantiles:
+        raise ConfigError("train.tft.quantiles must include 0.5 (the point forecast)")
+    hparams = {
+        "quantiles": list(cfg.quantiles),
+        "hidden_size": cfg.hidden_size,
+        "attention_head_size": cfg.attention_head_size,
+        "hidden_continuous_size": cfg.hidden_continuous_size,
+        "dropout": cfg.dropout,
+        "learning_rate": train.learning_rate,
+    }
+    module = TFTForecaster.for_dataset(training, **hparams)
+    return TrainingSetup(
+        module,
+        loaders[0],
+        loaders[1],
+        hparams,
+        extra_files={"dataset_parameters": training.get_parameters()},
+        gradient_clip=train.gradient_clip,
+    )
+
+
+def load_tft(checkpoint: Path) -> L.LightningModule:
+    """Returns the TFT stored at `checkpoint`."""
+    from trainyard.models.forecast.tft import TFTForecaster
+
+    return TFTForecaster.load_from_checkpoint(checkpoint, map_location="cpu")
+
+
+@torch.no_grad()
+def predict_tft(
+    module: L.LightningModule,
+    arrays: SeriesArrays,
+    table: pd.DataFrame,
+    index: WindowIndex,
+    params: Params,
+    model_dir: Path,
+) -> Forecast:
+    """Returns TFT quantile forecasts for every window in `index`, in `index` order."""
+    from pytorch_forecasting import TimeSeriesDataSet
+
+    with open(model_dir / "dataset_parameters.pkl", "rb") as handle:
+        dataset_parameters = pickle.load(handle)
+    everything = TimeSeriesDataSet.from_parameters(
+        dataset_parameters, _tft_rows(table, params), stop_randomization=True
+    )
+    dataset = _same_windows(everything, arrays, index)
+    loader = dataset.to_dataloader(train=False, batch_size=PREDICT_BATCH, num_workers=0)
+    result = module.predict(
+        loader,
+        mode="quantiles",
+        return_index=True,
+        trainer_kwargs={
+            "logger": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+        },
+    )
+    quantiles = result.output.numpy()
+    order = pd.MultiIndex.from_arrays(
+        [result.index["series_id"].astype(str), result.index["time_idx"]]
+    )
+    wanted = window_keys(arrays, index)
+    positions = order.get_indexer(wanted)
+    if (positions < 0).any():
+        missing = ", ".join(
+            f"{series} at step {step}" for series, step in wanted[positions < 0][:5]
+        )
+        raise DataError(f"the TFT could not forecast {missing}: an incomplete encoder window")
+    quantiles = quantiles[positions]
+    levels = list(module.loss.quantiles)
+    return Forecast(point=quantiles[..., levels.index(0.5)], quantiles=quantiles, levels=levels)
+
+
+def load_window_forecaster(cls: type[L.LightningModule]) -> Callable[[Path], L.LightningModule]:
+    """Returns a loader of `cls` checkpoints onto the CPU."""
+    return lambda checkpoint: cls.load_from_checkpoint(checkpoint, map_location="cpu")
+
+
+FORECASTERS: dict[str, ForecasterKind] = {
+    "lstm": ForecasterKind(setup_lstm, load_window_forecaster(LSTMForecaster), predict_windows),
+    "tcn": ForecasterKind(setup_tcn, load_window_forecaster(TCNForecaster), predict_windows),
+    "tft": ForecasterKind(setup_tft, load_tft, predict_tft),
+}

@@ -1,0 +1,222 @@
+"""Prepare step: validated raw table -> regular, split series in data/prepared/series.parquet.
+
+Gap policy (documented in docs/data.md): every series is reindexed to its full time grid.
+Covariates on inserted steps (and empty covariate cells) are interpolated in time and then
+filled at the ends. The target is never filled: a missing target marks its step missing, and
+every window touching a missing step is skipped by training and evaluation alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trainyard.tasks.family import Prepared
+from trainyard.tasks.forecast.config import DatasetConfig, Params, WindowConfig
+from trainyard.tasks.forecast.datasets import read_table
+from trainyard.tasks.forecast.validate import series_labels, validate_table
+from trainyard.tasks.prepared import check_prepared_with, file_md5, write_table
+from trainyard.tasks.prepared import read_table as read_prepared_table
+
+log = logging.getLogger(__name__)
+
+PREPARED_FILE = "series.parquet"
+
+
+@dataclass
+class PrepareSummary(Prepared):
+    """What the prepare step wrote and what its gap policy did."""
+
+    raw_md5: str = ""  # md5 of the raw table's content
+    series: int = 0  # number of series
+    rows: int = 0  # rows after reindexing
+    inserted_steps: int = 0  # time steps added to fill gaps in the time grid
+    missing_target: int = 0  # steps whose target is missing (gaps + empty target cells)
+    interpolated_covariates: int = 0  # covariate cells filled by interpolation
+
+    def __post_init__(self) -> None:
+        self.stats = {
+            name: getattr(self, name)
+            for name in (
+                "series",
+                "rows",
+                "inserted_steps",
+                "missing_target",
+                "interpolated_covariates",
+            )
+        }
+        self.description = (
+            f"{self.source}: {self.series} series, {self.rows} rows (version {self.md5[:12]}; "
+            f"{self.missing_target} missing targets skipped, {self.inserted_steps} gap steps "
+            "inserted)"
+        )
+
+
+def frame_md5(frame: pd.DataFrame) -> str:
+    """Returns an md5 of a table's content, stable across runs."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    columns = ",".join(map(str, frame.columns)).encode()
+    return hashlib.md5(columns + hashed.tobytes()).hexdigest()
+
+
+def regularize(frame: pd.DataFrame, spec: DatasetConfig) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Returns the table on a full time grid per series, plus counts of what the gap policy did."""
+    covariates = spec.known_covariates + spec.unknown_covariates
+    pieces = []
+    inserted = 0
+    interpolated = int(frame[covariates].isna().sum().sum()) if covariates else 0
+    labels = series_labels(frame, spec.series_columns)
+    for label, part in frame.groupby(labels, sort=True):
+        part = part.set_index(spec.time_column)
+        grid = pd.date_range(part.index.min(), part.index.max(), freq=spec.frequency)
+        full = part.reindex(grid)
+        added = len(grid) - len(part)
+        inserted += added
+        interpolated += added * len(covariates)
+        for name in spec.series_columns:
+            full[name] = part[name].iloc[0]
+        if covariates:
+            full[covariates] = (
+                full[covariates].interpolate(method="time", limit_direction="both").ffill().bfill()
+            )
+        full["series_id"] = label
+        full["time_idx"] = np.arange(len(full), dtype=np.int64)
+        pieces.append(full.rename_axis(spec.time_column).reset_index())
+    table = pd.concat(pieces, ignore_index=True)
+    counts = {
+        "inserted_steps": inserted,
+        "missing_target": int(table[spec.target].isna().sum()),
+        "interpolated_covariates": interpolated,
+    }
+    return table, counts
+
+
+def assign_splits(table: pd.DataFrame, windows: WindowConfig) -> pd.Series:
+    """Returns each row's split: the last holdout_length steps of a series are holdout, the
+    validation_length before them validation, the rest train."""
+    steps_from_end = table.groupby("series_id")["time_idx"].transform("max") - table["time_idx"]
+    split = np.where(
+        steps_from_end < windows.holdout_length,
+        "holdout",
+        np.where(
+            steps_from_end < windows.holdout_length + windows.validation_length,
+            "validation",
+            "train",
+        ),
+    )
+    return pd.Series(split, index=table.index)
+
+
+def read_prepared(path: Path) -> tuple[pd.DataFrame, dict]:
+    """Returns the prepared table and the metadata the prepare step stored with it."""
+    return read_prepared_table(path, "forecast")
+
+
+def read_prepared_for(path: Path, params: Params) -> pd.DataFrame:
+    """Returns the prepared table, after checking it was prepared with these dataset and
+    windows parameters (a model trained on other splits would be scored wrongly)."""
+    table, meta = read_prepared(path)
+    sections = {"dataset": params.dataset.model_dump(), "windows": params.windows.model_dump()}
+    check_prepared_with(meta, sections, path, "forecast")
+    return table
+
+
+def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
+    """Returns a summary after validating the configured table and writing the prepared series."""
+    spec = params.dataset
+    raw, source = read_table(spec.name, root)
+    typed = validate_table(raw, spec, params.windows, source)
+    raw_md5 = frame_md5(typed)
+    table, counts = regularize(typed, spec)
+    table["split"] = assign_splits(table, params.windows)
+    table = table[
+        [
+            "series_id",
+            "time_idx",
+            spec.time_column,
+            *spec.series_columns,
+            spec.target,
+            *spec.known_covariates,
+            *spec.unknown_covariates,
+            "split",
+        ]
+    ]
+    n_series = table["series_id"].nunique()
+    meta = {
+        "dataset": spec.model_dump(),
+        "windows": params.windows.model_dump(),
+        "source": source,
+        "raw_md5": raw_md5,
+        **counts,
+    }
+    path = out_dir / PREPARED_FILE
+    write_table(table, meta, path)
+    summary = PrepareSummary(
+        path=str(path),
+        md5=file_md5(path),
+        source=source,
+        raw_md5=raw_md5,
+        series=n_series,
+        rows=len(table),
+        **counts,
+    )
+    log.info(
+        "prepared %d series, %d rows: %d gap steps inserted, %d missing targets (never filled), "
+        "%d covariate cells interpolated",
+        n_series,
+        len(table),
+        counts["inserted_steps"],
+        counts["missing_target"],
+        counts["interpolated_covariates"],
+    )
+    return summary
+
+
+def summary_of(path: Path, params: Params) -> PrepareSummary:
+    """Returns the summary of a prepared file written earlier with these params."""
+    table = read_prepared_for(path, params)
+    _, meta = read_prepared(path)
+    counts = {k: meta[k] for k in ("inserted_steps", "missing_target", "interpolated_covariates")}
+    return PrepareSummary(
+        path=str(path),
+        md5=file_md5(path),
+        source=meta["source"],
+        raw_md5=meta["raw_md5"],
+        series=int(table["series_id"].nunique()),
+        rows=len(table),
+        **counts,
+    )
+
+
+def prepare_input_key(params: Params, root: Path) -> str:
+    """Returns a hash of everything the prepare step reads: the raw table's bytes (or the
+    built-in's name and providing package version), the dataset and windows parameters, and
+    the code of the prepare, validate and datasets modules."""
+    from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS
+
+    spec = params.dataset
+    if spec.name in BUILTIN_DATASETS:
+        import statsmodels
+
+        source = f"builtin:{spec.name}:statsmodels-{statsmodels.__version__}"
+    else:
+        path = Path(spec.name) if Path(spec.name).is_absolute() else root / spec.name
+        source = f"file:{file_md5(path)}" if path.exists() else f"missing:{path}"
+    code = "".join(file_md5(Path(module.__file__)) for module in _prepare_code())
+    return hashlib.sha256(
+        f"{source}|{params.section_hash('dataset', 'windows')}|{code}".encode()
+    ).hexdigest()[:16]
+
+
+def _prepare_code() -> list:
+    """Returns the modules whose code decides what prepare writes."""
+    import sys
+
+    from trainyard.tasks.forecast import datasets, validate
+
+    return [datasets, validate, sys.modules[__name__]]

@@ -1,0 +1,284 @@
+"""Returns a validated, typed time-series table, or raises one error listing every problem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from trainyard.errors import DataError
+from trainyard.tasks.forecast.config import DatasetConfig, WindowConfig
+
+SHOWN_ROWS = 5  # offending rows quoted per problem
+SINGLE_SERIES = "(single series)"
+
+
+@dataclass
+class Problem:
+    """One kind of defect in one column, with where it occurs and how to fix it."""
+
+    column: str
+    what: str
+    fix: str
+    rows: list[int] = field(default_factory=list)  # 1-based data rows (the header is not a row)
+    series: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """Returns the problem as indented lines for an error message."""
+        lines = [f"  - column {self.column!r}: {self.what}"]
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows[:SHOWN_ROWS])
+            more = f" and {len(self.rows) - SHOWN_ROWS} more" if len(self.rows) > SHOWN_ROWS else ""
+            lines.append(f"    rows {shown}{more}")
+        if self.series:
+            shown = ", ".join(self.series[:SHOWN_ROWS])
+            more = (
+                f" and {len(self.series) - SHOWN_ROWS} more"
+                if len(self.series) > SHOWN_ROWS
+                else ""
+            )
+            lines.append(f"    series {shown}{more}")
+        lines.append(f"    fix: {self.fix}")
+        return "\n".join(lines)
+
+
+class DataValidationError(DataError):
+    """The input table cannot be used; the message lists every problem found."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        body = "\n".join(problem.describe() for problem in problems)
+        super().__init__(
+            f"{source}: {len(problems)} problem(s) found; nothing was trained or written.\n"
+            f"{body}\n  (rows count data rows from 1; in a CSV, row N is on line N+1)"
+        )
+
+
+def series_labels(frame: pd.DataFrame, series_columns: list[str]) -> pd.Series:
+    """Returns one readable series label per row ("a/b" for multi-column ids)."""
+    if not series_columns:
+        return pd.Series(SINGLE_SERIES, index=frame.index)
+    return frame[series_columns].astype(str).agg("/".join, axis=1)
+
+
+def _is_number(values: pd.Series) -> pd.Series:
+    return values.isna() | pd.to_numeric(values, errors="coerce").notna()
+
+
+def _is_finite(values: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    return pd.Series(~np.isinf(numbers.to_numpy()), index=values.index)
+
+
+def _is_time(values: pd.Series) -> pd.Series:
+    return values.isna() | pd.to_datetime(values, errors="coerce", format="mixed").notna()
+
+
+def _schema(spec: DatasetConfig) -> pa.DataFrameSchema:
+    numeric = [
+        pa.Check(_is_number, error="not a number"),
+        pa.Check(_is_finite, error="infinite value"),
+    ]
+    columns = {
+        spec.time_column: pa.Column(
+            nullable=False, checks=pa.Check(_is_time, error="not a date/time")
+        ),
+        spec.target: pa.Column(nullable=spec.missing_target == "gap", checks=numeric),
+    }
+    for name in spec.series_columns:
+        columns[name] = pa.Column(nullable=False)
+    for name in spec.known_covariates + spec.unknown_covariates:
+        columns[name] = pa.Column(nullable=True, checks=numeric)
+    return pa.DataFrameSchema(columns, unique=[*spec.series_columns, spec.time_column])
+
+
+FIXES = {
+    "not a number": "make every value numeric (no text, units or thousands separators)",
+    "infinite value": "replace inf/-inf with a real value, or leave the cell empty if unknown",
+    "not_nullable": "fill the empty cells, or drop those rows",
+    "not a date/time": "write times as ISO dates, e.g. 2001-12-29 or 2001-12-29 00:00:00",
+    "multiple_fields_uniqueness": "keep one row per series and time (aggregate or drop repeats)",
+}
+WHAT = {
+    "not a number": "values that are not numbers",
+    "infinite value": "infinite values",
+    "not_nullable": "empty (NaN) values",
+    "not a date/time": "values that cannot be read as dates/times",
+    "multiple_fields_uniqueness": "duplicate (series, time) rows",
+}
+TARGET_NAN_FIX = (
+    "fill the target from its source, drop those rows, or set dataset.missing_target: gap "
+    "to treat them as missing steps (windows touching them are skipped; the target is never filled)"
+)
+
+
+def _schema_problems(
+    frame: pd.DataFrame, spec: DatasetConfig, error: SchemaErrors
+) -> list[Problem]:
+    labels = series_labels(frame, spec.series_columns)
+    cases = error.failure_cases
+    problems = []
+    for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
+        check = str(check)
+        if check == "multiple_fields_uniqueness":
+            if column != spec.time_column:
+                continue  # reported once, on the time column
+        rows = sorted({int(i) for i in group["index"].dropna()})
+        fix = FIXES.get(check, "correct these values")
+        if check == "not_nullable" and column == spec.target:
+            fix = TARGET_NAN_FIX
+        problems.append(
+            Problem(
+                column=str(column),
+                what=WHAT.get(check, check),
+                fix=fix,
+                rows=[r + 1 for r in rows],
+                series=sorted(labels.loc[rows].unique().tolist()) if rows else [],
+            )
+        )
+    return problems
+
+
+def _order_problems(
+    frame: pd.DataFrame, times: pd.Series, spec: DatasetConfig, windows: WindowConfig
+) -> list[Problem]:
+    labels = series_labels(frame, spec.series_columns)
+    problems = []
+    backwards = times.groupby(labels, sort=False).diff() <= pd.Timedelta(0)
+    if backwards.any():
+        rows = np.flatnonzero(backwards.to_numpy())
+        problems.append(
+            Problem(
+                column=spec.time_column,
+                what="times go backwards within a series (rows out of time order)",
+                fix=f"sort the table by {', '.join([*spec.series_columns, spec.time_column])}",
+                rows=[int(r) + 1 for r in rows],
+                series=sorted(labels.iloc[rows].unique().tolist()),
+            )
+        )
+    try:
+        offset = pd.tseries.frequencies.to_offset(spec.frequency)
+    except ValueError:
+        problems.append(
+            Problem(
+                column=spec.time_column,
+                what=f"dataset.frequency {spec.frequency!r} is not a pandas frequency",
+                fix="use a pandas offset alias such as D, h, W-SAT, MS or QE-DEC",
+            )
+        )
+        return problems
+    off_grid = ~times.map(offset.is_on_offset).to_numpy(dtype=bool)
+    # is_on_offset ignores the time of day (D, W-SAT) and accepts any time for h/min, so also
+    # require each time to lie on its series' grid: the grid prepare reindexes to, which would
+    # otherwise drop such a row silently.
+    for rows in times.groupby(labels, sort=False).indices.values():
+        part = times.iloc[rows]
+        grid = pd.date_range(part.min(), part.max(), freq=offset)
+        off_grid[rows] |= ~part.isin(grid).to_numpy()
+    if off_grid.any():
+        rows = np.flatnonzero(off_grid)
+        problems.append(
+            Problem(
+                column=spec.time_column,
+                what=f"times not on the {spec.frequency} grid",
+                fix="set dataset.frequency to the data's real frequency, or resample the data",
+                rows=[int(r) + 1 for r in rows],
+                series=sorted(labels.iloc[rows].unique().tolist()),
+            )
+        )
+        return problems
+    needed = (
+        windows.encoder_length
+        + windows.horizon
+        + windows.validation_length
+        + windows.holdout_length
+    )
+    parts = (
+        f"encoder {windows.encoder_length} + horizon {windows.horizon} + validation "
+        f"{windows.validation_length} + holdout {windows.holdout_length}"
+    )
+    if windows.holdout_length and spec.season_length + windows.holdout_length > needed:
+        # Seasonal naive forecasts the first holdout step from one season before it.
+        needed = spec.season_length + windows.holdout_length
+        parts = f"season_length {spec.season_length} + holdout {windows.holdout_length}"
+    spans = times.groupby(labels, sort=False).agg(["min", "max"])
+    lengths = {
+        label: len(pd.date_range(row["min"], row["max"], freq=offset))
+        for label, row in spans.iterrows()
+    }
+    short = sorted(label for label, length in lengths.items() if length < needed)
+    if short:
+        problems.append(
+            Problem(
+                column=spec.time_column,
+                what=(
+                    f"series too short: each needs at least {needed} steps ({parts}); shortest "
+                    f"has {min(lengths[label] for label in short)}"
+                ),
+                fix="drop these series, or shorten windows.* in params.yaml",
+                series=short,
+            )
+        )
+    return problems
+
+
+def _empty_covariate_problems(frame: pd.DataFrame, spec: DatasetConfig) -> list[Problem]:
+    labels = series_labels(frame, spec.series_columns)
+    problems = []
+    for name in spec.known_covariates + spec.unknown_covariates:
+        empty = frame[name].isna().groupby(labels, sort=True).all()
+        if empty.any():
+            problems.append(
+                Problem(
+                    column=name,
+                    what="empty for a whole series: there is nothing to interpolate from",
+                    fix="fill the covariate for these series, or drop them",
+                    series=empty.index[empty].tolist(),
+                )
+            )
+    return problems
+
+
+def validate_table(
+    frame: pd.DataFrame, spec: DatasetConfig, windows: WindowConfig, source: str
+) -> pd.DataFrame:
+    """Returns the table with parsed times and float columns, or raises DataValidationError."""
+    if frame.empty:
+        raise DataValidationError(
+            source, [Problem("(all)", "the table has no rows", "export the data again")]
+        )
+    required = spec.columns
+    missing = [name for name in required if name not in frame.columns]
+    if missing:
+        present = ", ".join(map(str, frame.columns))
+        raise DataValidationError(
+            source,
+            [
+                Problem(
+                    name,
+                    "column is missing",
+                    f"add it, or point dataset.* in params.yaml at one of: {present}",
+                )
+                for name in missing
+            ],
+        )
+    frame = frame[required].reset_index(drop=True)
+    try:
+        _schema(spec).validate(frame, lazy=True)
+    except SchemaErrors as error:
+        raise DataValidationError(source, _schema_problems(frame, spec, error)) from None
+    times = pd.to_datetime(frame[spec.time_column], format="mixed")
+    problems = _order_problems(frame, times, spec, windows) + _empty_covariate_problems(frame, spec)
+    if problems:
+        raise DataValidationError(source, problems)
+    typed = frame.copy()
+    typed[spec.time_column] = times
+    for name in [spec.target, *spec.known_covariates, *spec.unknown_covariates]:
+        typed[name] = pd.to_numeric(typed[name]).astype("float64")
+    for name in spec.series_columns:
+        typed[name] = typed[name].astype(str)
+    return typed

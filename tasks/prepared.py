@@ -1,0 +1,84 @@
+"""Prepared-data files every family writes: atomic Parquet with metadata, md5, param checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trainyard.errors import DataError, MissingStepError
+
+META_KEY = b"trainyard"  # the Parquet schema metadata key holding how a file was prepared
+
+
+def file_md5(path: Path) -> str:
+    """Returns the md5 hex digest of a file's bytes (as DVC hashes a file output)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_table(frame: pd.DataFrame, meta: dict[str, Any], path: Path) -> None:
+    """Writes frame + metadata to path via a temporary file: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    arrow = arrow.replace_schema_metadata(
+        {**(arrow.schema.metadata or {}), META_KEY: json.dumps(meta, sort_keys=True).encode()}
+    )
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
+    os.close(handle)
+    try:
+        pq.write_table(arrow, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_table(path: Path, family: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Returns a prepared table and the metadata its prepare step stored with it."""
+    if not path.exists():
+        raise MissingStepError(
+            f"{path}: no prepared data; run `trainyard prepare --family {family}` first"
+        )
+    try:
+        arrow = pq.read_table(path)
+        meta = json.loads(arrow.schema.metadata[META_KEY])
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise DataError(
+            f"{path}: not a file `trainyard prepare --family {family}` wrote ({error}); "
+            "run it again"
+        ) from None
+    return arrow.to_pandas(), meta
+
+
+def check_prepared_with(
+    meta: dict[str, Any], sections: dict[str, dict[str, Any]], path: Path, family: str
+) -> None:
+    """Raises MissingStepError if the file was prepared with other values of `sections`
+    (a model trained or scored on other data would be compared wrongly)."""
+    differ = [
+        f"{section}.{key}"
+        for section, current in sections.items()
+        for key, value in current.items()
+        if meta.get(section, {}).get(key) != value
+    ]
+    if differ:
+        raise MissingStepError(
+            f"{path} was prepared with other parameters ({', '.join(differ)} differ): run "
+            f"`trainyard prepare --family {family}` with these parameters first"
+        )
+
+
+def is_current(path: Path, md5: str) -> bool:
+    """Returns whether the file at path is still there with this md5."""
+    return path.exists() and file_md5(path) == md5

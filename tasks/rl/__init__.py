@@ -1,0 +1,1 @@
+"""The reinforcement-learning family: environments, scenario sets, rollouts, evaluation."""

@@ -1,0 +1,222 @@
+"""Train step for every family: fit one model in its own process and keep its best checkpoint.
+
+The family gives a fresh module and its loaders (`Family.setup`); this module owns the
+Lightning Trainer, checkpointing on the family's monitor, early stopping, per-epoch history,
+progress reports and the atomic swap of the finished model folder into place.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import pickle
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from trainyard.config import ConfigError, FamilySection
+from trainyard.environment import quiet_libraries
+from trainyard.errors import MissingStepError
+from trainyard.tasks.family import Family, TrainResult
+
+TRAINING_SUMMARY = "training.json"
+
+
+class EpochHistory(Callback):
+    """Records train/, val/ and rollout/ epoch metrics, and reports progress to a queue."""
+
+    def __init__(self, name: str, monitor: str, queue: Any = None):
+        self.name = name
+        self.monitor = monitor
+        self.queue = queue
+        self.history: list[dict[str, float]] = []
+
+    # Lightning validates before it ends the training epoch: only here are both this epoch's
+    # train/ aggregates and its val/ metrics in callback_metrics.
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        logged = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith(("train/", "val/", "rollout/")) and not key.endswith("_step")
+        }
+        # A metric logged per step and per epoch appears as "x" (last step) and "x_epoch":
+        # the epoch aggregate wins.
+        metrics = {key: value for key, value in logged.items() if not key.endswith("_epoch")}
+        metrics.update(
+            {k.removesuffix("_epoch"): v for k, v in logged.items() if k.endswith("_epoch")}
+        )
+        self.history.append({"epoch": trainer.current_epoch, **metrics})
+        if self.queue is not None:
+            self.queue.put(
+                (
+                    self.name,
+                    trainer.current_epoch + 1,
+                    trainer.max_epochs,
+                    self.monitor,
+                    metrics.get(self.monitor),
+                )
+            )
+
+
+def check_model_names(family: Family, params: FamilySection) -> None:
+    """Raises ConfigError if train.models names a model kind the family does not have."""
+    known = family.model_kinds()
+    unknown = [name for name in params.train.models if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"{family.name}.train.models: unknown model(s) {', '.join(unknown)}; "
+            f"known: {', '.join(known)}"
+        )
+
+
+def train_model(
+    family: Family,
+    name: str,
+    prepared_path: Path,
+    params: FamilySection,
+    out_dir: Path,
+    progress_queue: Any = None,
+    threads: int | None = None,
+) -> TrainResult:
+    """Returns the result of training model kind `name`; its files land in out_dir/name."""
+    check_model_names(family, params)
+    if threads:
+        torch.set_num_threads(threads)
+    quiet_libraries()
+    L.seed_everything(params.train.seed, workers=True, verbose=False)
+    setup = family.setup(name, prepared_path, params)
+    history = EpochHistory(name, setup.monitor, progress_queue)
+    final_dir = out_dir / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-"))
+    try:
+        checkpoint = ModelCheckpoint(
+            dirpath=work_dir, filename="best", monitor=setup.monitor, mode=setup.mode, save_top_k=1
+        )
+        trainer = L.Trainer(
+            max_epochs=params.train.max_epochs,
+            limit_train_batches=params.train.limit_train_batches or None,
+            gradient_clip_val=setup.gradient_clip,
+            callbacks=[
+                EarlyStopping(
+                    monitor=setup.monitor, mode=setup.mode, patience=params.train.patience
+                ),
+                checkpoint,
+                history,
+            ],
+            accelerator="cpu",
+            deterministic=True,
+            logger=False,
+            enable_progress_bar=progress_queue is None,
+            enable_model_summary=False,
+            default_root_dir=work_dir,
+        )
+        started = time.perf_counter()
+        trainer.fit(setup.module, setup.train_loader, setup.val_loader)
+        seconds = time.perf_counter() - started
+        for file_name, value in setup.extra_files.items():
+            with open(work_dir / f"{file_name}.pkl", "wb") as handle:
+                pickle.dump(value, handle)
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        os.replace(work_dir, final_dir)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return TrainResult(
+        name=name,
+        model_dir=str(final_dir),
+        epochs=trainer.current_epoch,
+        best_score=float(checkpoint.best_model_score),
+        monitor=setup.monitor,
+        seconds=seconds,
+        n_parameters=sum(p.numel() for p in setup.module.parameters() if p.requires_grad),
+        hparams=setup.hparams,
+        history=history.history,
+    )
+
+
+def _train_in_child(
+    family_name: str,
+    name: str,
+    prepared_path: str,
+    params: dict,
+    out_dir: str,
+    queue: Any,
+    threads: int,
+) -> TrainResult:
+    from trainyard.tasks.families import get_family
+
+    family = get_family(family_name)
+    section = family.section.model_validate(params)
+    return train_model(family, name, Path(prepared_path), section, Path(out_dir), queue, threads)
+
+
+def train_in_subprocess(
+    family: Family,
+    name: str,
+    prepared_path: Path,
+    params: FamilySection,
+    out_dir: Path,
+    progress_queue: Any = None,
+    threads: int = 1,
+) -> TrainResult:
+    """Returns train_model's result, run in a fresh process (own RNG, own torch threads)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        future = pool.submit(
+            _train_in_child,
+            family.name,
+            name,
+            str(prepared_path),
+            params.to_dict(),
+            str(out_dir),
+            progress_queue,
+            threads,
+        )
+        return future.result()
+
+
+def parallel_trainings(params: FamilySection) -> int:
+    """Returns how many models to train at once: train.parallel, or one per core."""
+    if params.train.parallel > 0:
+        return params.train.parallel
+    return max(1, min(len(params.train.models), os.cpu_count() or 1))
+
+
+def torch_threads(params: FamilySection) -> int:
+    """Returns the torch threads each training process gets: the cores shared out."""
+    return max(1, (os.cpu_count() or 1) // parallel_trainings(params))
+
+
+def forget_training_summary(models_dir: Path) -> None:
+    """Removes training.json, so a failed training leaves no summary that points at a mix of
+    old and new models (evaluation then asks for training)."""
+    (models_dir / TRAINING_SUMMARY).unlink(missing_ok=True)
+
+
+def write_training_summary(trained: list[TrainResult], models_dir: Path) -> None:
+    """Writes training.json: what each model's training did (model folders are stored by
+    name, so the file stays valid wherever the project is checked out)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    rows = [{**asdict(result), "model_dir": result.name} for result in trained]
+    (models_dir / TRAINING_SUMMARY).write_text(json.dumps(rows, indent=2))
+
+
+def read_training_summary(models_dir: Path, family: str) -> list[TrainResult]:
+    """Returns the training results written by write_training_summary."""
+    path = models_dir / TRAINING_SUMMARY
+    if not path.exists():
+        raise MissingStepError(
+            f"{path}: no trained models; run `trainyard train --family {family}` first"
+        )
+    rows = json.loads(path.read_text())
+    return [TrainResult(**{**row, "model_dir": str(models_dir / row["name"])}) for row in rows]
