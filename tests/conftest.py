@@ -30,6 +30,17 @@ def isolated_state(tmp_path_factory: pytest.TempPathFactory):
     os.environ.update(saved)
 
 
+@pytest.fixture(autouse=True)
+def restore_mlflow_uris():
+    """Puts MLflow's process-wide tracking and registry URIs back after every test: a test
+    that points them at a server it then stops must not leave later tests retrying it."""
+    import mlflow
+
+    yield
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+    mlflow.set_registry_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+
+
 @pytest.fixture
 def quick_params() -> Params:
     """Returns params.yaml with the quick profile applied."""
