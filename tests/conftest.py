@@ -32,13 +32,22 @@ def isolated_state(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(autouse=True)
 def restore_mlflow_uris():
-    """Puts MLflow's process-wide tracking and registry URIs back after every test: a test
-    that points them at a server it then stops must not leave later tests retrying it."""
-    import mlflow
+    """Puts MLflow's tracking and registry URIs back after every test. `mlflow.set_*_uri`
+    write both a module global and an MLFLOW_* environment variable: a test that points them
+    at a server it then stops must not leave later tests retrying that server."""
+    import mlflow.tracking._model_registry.utils as registry_uri
+    import mlflow.tracking._tracking_service.utils as tracking_uri
 
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved = (tracking_uri._tracking_uri, registry_uri._registry_uri)
     yield
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+    tracking_uri._tracking_uri, registry_uri._registry_uri = saved
+    for name, value in saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture
