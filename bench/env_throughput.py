@@ -140,6 +140,50 @@ def bench_batch(config: TreasureHuntConfig, batch: int, seconds: float) -> tuple
     return fast.rate, slow.rate
 
 
+def check_same_results(config: TreasureHuntConfig, batch: int = 64, steps: int = 300) -> int:
+    """Returns the number of env-steps on which both versions agreed; raises if one differs.
+
+    Both start from the same states and take the same random actions; an env that ends restarts
+    each version from its own generator, so the loop env is then put on the vectorised one's
+    new state.
+    """
+    vectorised = TreasureHuntVecEnv(config, batch, seed=1)
+    obs = vectorised.reset()
+    loops = [LoopTreasureHunt(config, seed) for seed in range(batch)]
+
+    def sync(env: int) -> None:
+        state = vectorised.state()
+        loop = loops[env]
+        loop.agents = state["agents"][env].tolist()
+        remaining = ~state["collected"][env]
+        loop.treasures = state["treasures"][env][remaining].tolist()
+        loop.steps, loop.total = 0, 0.0
+
+    for env in range(batch):
+        sync(env)
+        assert np.array_equal(loops[env].observe(), obs[env])
+    actions = np.random.default_rng(1).integers(0, 5, size=(steps, batch, config.num_agents))
+    for step_actions in actions:
+        obs, reward, terminated, truncated, info = vectorised.step(step_actions)
+        for env, loop in enumerate(loops):
+            l_obs, l_reward, l_term, l_trunc, l_info = loop.step(step_actions[env].tolist())
+            agree = np.isclose(l_reward, reward[env]) and (l_term, l_trunc) == (
+                terminated[env],
+                truncated[env],
+            )
+            if l_term or l_trunc:
+                agree = agree and np.isclose(l_info["episode_return"], info["episode_return"][env])
+                agree = agree and np.array_equal(
+                    l_info["final_observation"], info["final_observation"][env]
+                )
+                sync(env)
+            else:
+                agree = agree and np.array_equal(l_obs, obs[env])
+            if not agree:
+                raise AssertionError(f"loop and vectorised treasure hunts differ at env {env}")
+    return steps * batch
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024])
@@ -154,6 +198,7 @@ def main() -> None:
     header = (
         f"{'batch':>6} {'vectorised agent-steps/s':>26} {'loop agent-steps/s':>20} {'ratio':>8}"
     )
+    print(f"same results on {check_same_results(config):,} env-steps (loop vs vectorised)")
     print(header)
     print("-" * len(header))
     for batch in args.batches:

@@ -204,9 +204,22 @@ def sample_initial_states(
     draws = rng.random((n, 2 * agents + cells))
     positions = (draws[:, : 2 * agents] * size).astype(np.int64).reshape(n, agents, 2)
     keys = draws[:, 2 * agents :]
-    keys[np.arange(n)[:, None], _cell_index(positions, size)] = np.inf  # occupied cells sort last
-    chosen = np.argsort(keys, axis=1)[:, : config.num_treasures]
+    rows = np.arange(n)
+    keys[rows[:, None], _cell_index(positions, size)] = np.inf  # occupied cells sort last
+    if config.num_treasures > _ARGMIN_MAX_TREASURES:
+        chosen = np.argsort(keys, axis=1)[:, : config.num_treasures]
+    else:
+        # The first T of the sort order, by repeated argmin: several times faster than sorting
+        # all cells, and the same cells in the same order (the keys are distinct).
+        chosen = np.empty((n, config.num_treasures), dtype=np.intp)
+        for j in range(config.num_treasures):
+            chosen[:, j] = keys.argmin(axis=1)
+            keys[rows, chosen[:, j]] = np.inf
     return InitialStates(positions, np.stack(np.divmod(chosen, size), axis=-1))
+
+
+# Up to this many treasures `sample_initial_states` picks cells by repeated argmin, not argsort.
+_ARGMIN_MAX_TREASURES = 8
 
 
 def nearest_treasure(
@@ -317,46 +330,81 @@ def render_frame(
 # call, and a batch of 1024 envs restarts a dozen or so every step.
 _POOL_SIZE = 256
 
-# Grids up to this size observe through lookup tables of about 2 * size^4 entries (3 MB at 16);
-# larger grids use `vector_observation` directly.
+# Grids up to this size observe through lookup tables (with at most _TABLE_MAX_ENTRIES keys:
+# T * size^2 * 2^b for b the bits of a cell index, 3 MB for 16x16 with 3 treasures); others
+# use `observe` directly.
 _TABLE_MAX_SIZE = 16
+_TABLE_MAX_ENTRIES = 1 << 22
+
+
+@dataclass(frozen=True)
+class _StepTables:
+    """Lookup tables of one grid for `TreasureHuntVecEnv`, built by `_step_tables`.
+
+    An agent on cell a is stored as a * stride, so that a * stride + action indexes a move.
+    Treasure t on cell c has the code t * treasure_stride + c, c = size^2 once it is collected.
+    """
+
+    stride: int
+    next_agent: np.ndarray  # int [size^2 * stride]: the stored agent after each (cell, action)
+    wall_cost: np.ndarray  # float [size^2 * stride]: wall_penalty where (cell, action) bumps
+    treasure_stride: int
+    # int [T * treasure_stride], or None without vector tables: at code + stored agent, the
+    # distance shifted above t, then the agent's cell a and the treasure's c in the low bits as
+    # a * stride + c; the minimum over treasures is the nearest (lowest t on ties) and its low
+    # bits (`row_mask`) index `observation`.
+    nearest_key: np.ndarray | None
+    row_mask: int
+    observation: np.ndarray | None  # complex128 [size^2 * stride]: 4 float32 per a * stride + c
 
 
 @functools.lru_cache(maxsize=8)
-def _move_table(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (next cell, bumped) for every (cell, action), flat at index cell * 5 + action."""
-    rows, cols = np.divmod(np.arange(size * size), size)
+def _step_tables(
+    size: int, num_treasures: int, wall_penalty: float, vector_tables: bool
+) -> _StepTables:
+    """Returns the move, wall and (if `vector_tables`) observation tables of a grid."""
+    cells = size * size
+    bits = cells.bit_length()  # enough for the cells 0..S-1 and S, "collected"
+    # Five actions need a stride of 8; the vector tables want a * stride + c with c <= S.
+    stride = 1 << bits if vector_tables else 8
+    rows, cols = np.divmod(np.arange(cells), size)
     to_rows = rows[:, None] + MOVES[:, 0]
     to_cols = cols[:, None] + MOVES[:, 1]
     inside = (to_rows >= 0) & (to_rows < size) & (to_cols >= 0) & (to_cols < size)
-    next_cell = np.where(inside, to_rows * size + to_cols, np.arange(size * size)[:, None])
-    return next_cell.ravel().astype(np.intp), ~inside.ravel()
-
-
-@functools.lru_cache(maxsize=8)
-def _observation_tables(size: int, num_treasures: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """Returns (cell bits b, nearest key, observation) tables for small grids' vector obs.
-
-    Cells are 0..S-1 (S = size^2) plus S, "no treasure"; a pair of cells (a, c) is the index
-    a << b | c. key[a << b | c] is the Manhattan distance from a to c shifted above the bits of
-    a treasure index t and a cell, so that the minimum over treasures of key | t << b | c is the
-    nearest one (the lowest t on ties) with its cell in the low b bits. observation[a << b | c]
-    is the 4 floats of an agent on cell a whose nearest treasure is on c.
-    """
-    cells = size * size
-    bits = cells.bit_length()  # enough for 0..S
-    shift = bits + (num_treasures - 1).bit_length()
-    rows, cols = np.divmod(np.arange(cells + 1), size)
-    rows[cells] = cols[cells] = 4 * size  # "no treasure" lies beyond every real distance
-    key = np.zeros((cells, 1 << bits), dtype=np.intp)
-    distance = np.abs(rows[:cells, None] - rows) + np.abs(cols[:cells, None] - cols)
-    key[:, : cells + 1] = distance << shift
-    coords = np.stack([rows, cols], axis=-1).astype(np.float32) / np.float32(size - 1)
-    coords[cells] = -1.0
-    observation = np.zeros((cells, 1 << bits, 4), dtype=np.float32)
-    observation[:, :, :2] = coords[:cells, None, :]
-    observation[:, : cells + 1, 2:] = coords[None, :, :]
-    return bits, key.ravel(), observation.reshape(-1, 4)
+    next_cell = np.where(inside, to_rows * size + to_cols, np.arange(cells)[:, None])
+    next_agent = np.zeros((cells, stride), dtype=np.intp)
+    next_agent[:, : len(Action)] = next_cell * stride
+    wall_cost = np.zeros((cells, stride))
+    wall_cost[:, : len(Action)] = ~inside * wall_penalty
+    treasure_stride = cells * stride
+    nearest_key = observation = None
+    if vector_tables:
+        # Cells 0..stride-1 of a treasure; those from S on stand for "collected", beyond any
+        # real distance.
+        t_rows, t_cols = np.divmod(np.arange(stride), size)
+        t_rows[cells:] = t_cols[cells:] = 4 * size
+        distance = np.abs(rows[:, None] - t_rows) + np.abs(cols[:, None] - t_cols)  # [S, stride]
+        low = np.arange(cells)[:, None] * stride + np.minimum(np.arange(stride), cells)
+        shift = 2 * bits + (num_treasures - 1).bit_length()
+        tie = np.arange(num_treasures)[:, None, None] << (2 * bits)
+        nearest_key = ((distance << shift) | low | tie).ravel().astype(np.intp)
+        scale = np.float32(size - 1)
+        own = np.stack([rows, cols], axis=-1).astype(np.float32) / scale
+        target = np.stack([t_rows, t_cols], axis=-1).astype(np.float32) / scale
+        target[cells:] = -1.0
+        table = np.empty((cells, stride, 4), dtype=np.float32)
+        table[:, :, :2] = own[:, None, :]
+        table[:, :, 2:] = target[None, :, :]
+        observation = table.reshape(-1, 4).view(np.complex128).ravel()  # one item per row
+    return _StepTables(
+        stride=stride,
+        next_agent=next_agent.ravel(),
+        wall_cost=wall_cost.ravel(),
+        treasure_stride=treasure_stride,
+        nearest_key=nearest_key,
+        row_mask=(1 << 2 * bits) - 1,
+        observation=observation,
+    )
 
 
 class TreasureHuntVecEnv:
@@ -386,27 +434,44 @@ class TreasureHuntVecEnv:
         self.observation_size = config.observation_size
         self.autoreset = autoreset
         self._rng = np.random.default_rng(seed)
-        self._pool: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see `_draw`
+        self._pool: tuple[np.ndarray, np.ndarray] | None = None  # see `_draw`
         self._pool_next = 0
+        agents, treasures = config.num_agents, config.num_treasures
         cells = config.size**2
-        self._no_treasure = cells  # the cell index of collected treasures
-        self._next_cell, bumped = _move_table(config.size)
-        self._wall_cost = bumped * config.wall_penalty
-        self._fast_observation = config.observation == "vector" and config.size <= _TABLE_MAX_SIZE
-        if self._fast_observation:
-            self._cell_bits, self._nearest_key, self._observation = _observation_tables(
-                config.size, config.num_treasures
-            )
-            self._tie_break = (np.arange(config.num_treasures) << self._cell_bits)[:, None]
-        # State, agent- and treasure-major so that sums over agents and treasures run over the
-        # leading axis (numpy is several times slower reducing a short trailing axis).
-        self._agent_cells = np.zeros((config.num_agents, num_envs), dtype=np.intp)  # [A, B]
-        self._live = np.full((config.num_treasures, num_envs), cells, dtype=np.intp)  # [T, B]
-        self._treasures = np.zeros((num_envs, config.num_treasures, 2), dtype=np.int64)
-        self._remaining = np.zeros(num_envs, dtype=np.int64)
-        self._steps = np.zeros(num_envs, dtype=np.int64)
+        vector_tables = (
+            config.observation == "vector"
+            and config.size <= _TABLE_MAX_SIZE
+            and treasures * cells << cells.bit_length() <= _TABLE_MAX_ENTRIES
+        )
+        self._tables = _step_tables(config.size, treasures, config.wall_penalty, vector_tables)
+        # The whole integer state of every env in one array, a row per quantity and a column per
+        # env, so that a restart is one assignment; agent- and treasure-major so that reductions
+        # over agents and treasures run over the leading axis (numpy is several times slower
+        # reducing a short trailing axis). Rows, each a view below:
+        #   agents [A]      stored agent cells, see `_StepTables`
+        #   live [T]        remaining treasures' cells in the agents' form, -1 once collected
+        #   codes [T]       treasure codes, see `_StepTables`
+        #   cells [T]       the treasures' cells, collected or not
+        #   remaining [1]   treasures not yet collected
+        #   deadline [1]    the value of `_clock` at which the episode is truncated
+        self._state = np.zeros((agents + 3 * treasures + 2, num_envs), dtype=np.intp)
+        self._agents = self._state[:agents]
+        self._live = self._state[agents : agents + treasures]
+        self._treasure_rows = self._state[agents : agents + 2 * treasures].reshape(2, treasures, -1)
+        self._remaining = self._state[-2]
+        self._deadline = self._state[-1]
+        # What `_treasure_rows` become for a collected treasure.
+        self._collected_rows = np.stack(
+            [
+                np.full(treasures, -1),
+                np.arange(treasures) * self._tables.treasure_stride + cells,
+            ]
+        )[:, :, None]
+        self._clock = 0  # steps taken by this object; counts episode steps through `_deadline`
         self._returns = np.zeros(num_envs, dtype=np.float64)
         self._ended = np.zeros(num_envs, dtype=bool)
+        self._move = np.zeros((agents, num_envs), dtype=np.intp)  # reused by every step
+        self._no_return = np.full(num_envs, np.nan, dtype=np.float32)  # copied into info
         self._started = False  # stepping before the first reset is an error
 
     def reset(
@@ -441,12 +506,13 @@ class TreasureHuntVecEnv:
                     "exactly one per env (pad a short scenario set and ignore the extra envs)"
                 )
             states.check(self.config)
-        self._start(
-            np.arange(self.num_envs),
-            self._draw(self.num_envs) if states is None else self._internal(states),
-        )
+        block, first = self._draw(self.num_envs) if states is None else self._internal(states)
+        self._state[:] = block
+        self._deadline[:] = self._clock + self.config.max_steps
+        self._returns[:] = 0.0
+        self._ended[:] = False
         self._started = True
-        return self._observe()
+        return first.copy()
 
     def step(
         self, actions: np.ndarray
@@ -458,42 +524,57 @@ class TreasureHuntVecEnv:
         and "episode_length" [B] int of those episodes (NaN / 0 elsewhere), and "success" [B]
         bool (ended with every treasure collected).
         """
-        config = self.config
-        move = self._agent_cells * self.num_actions + self._check_actions(actions).T  # [A, B]
-        self._agent_cells = self._next_cell.take(move)
-        wall_cost = self._wall_cost.take(move).sum(axis=0)
-        # A treasure is found when any agent stands on it; collected ones hold no real cell.
-        found = (self._live[:, None, :] == self._agent_cells[None, :, :]).any(axis=1)  # [T, B]
+        config, tables = self.config, self._tables
+        move = np.add(self._agents, self._check_actions(actions).T, out=self._move)  # [A, B]
+        wall_cost = tables.wall_cost.take(move).sum(axis=0)
+        # Every index is in range by construction; "wrap" skips numpy's checked copy into out.
+        tables.next_agent.take(move, out=self._agents, mode="wrap")
+        # A treasure is found when any agent stands on it; collected ones hold no cell.
+        found = (self._live[:, None, :] == self._agents).any(axis=1)  # [T, B]
         count = found.sum(axis=0)
-        np.putmask(self._live, found, self._no_treasure)
-        reward = config.treasure_reward * count - wall_cost - config.step_penalty
+        np.copyto(self._treasure_rows, self._collected_rows, where=found)
+        reward = config.treasure_reward * count
+        reward -= wall_cost
+        reward -= config.step_penalty
         self._returns += reward
-        self._steps += 1
         self._remaining -= count
         terminated = self._remaining == 0
-        truncated = (self._steps >= config.max_steps) & ~terminated
-        ended = terminated | truncated
-        obs = self._observe()
+        self._clock += 1
+        at_horizon = self._deadline == self._clock
+        truncated = at_horizon > terminated  # at the horizon and not terminated
+        ended = at_horizon | terminated
+        obs = self._observe(self._state)
         info: dict[str, Any] = {
             "final_observation": obs.copy(),
-            "episode_return": np.where(ended, self._returns, np.nan).astype(np.float32),
-            "episode_length": np.where(ended, self._steps, 0),
+            "episode_return": self._no_return.copy(),
+            "episode_length": np.zeros(self.num_envs, dtype=np.int64),
             "success": terminated.copy(),
         }
-        self._ended[:] = ended
-        if self.autoreset and ended.any():
-            restart = np.flatnonzero(ended)
-            self._start(restart, self._draw(len(restart)))
-            obs[restart] = self._observe(restart)
+        if not self.autoreset:
+            self._ended = ended  # ended envs may not step again before `reset`
+        restart = ended.nonzero()[0]
+        if len(restart):
+            info["episode_return"][restart] = self._returns[restart]
+            steps_left = self._deadline[restart] - self._clock
+            info["episode_length"][restart] = config.max_steps - steps_left
+            if self.autoreset:
+                block, first = self._draw(len(restart))
+                block[-1] = self._clock + config.max_steps  # the deadline row
+                self._state[:, restart] = block
+                self._returns[restart] = 0.0
+                obs[restart] = first
         return obs, reward.astype(np.float32), terminated, truncated, info
 
     def state(self) -> dict[str, np.ndarray]:
         """Returns copies of agents [B,A,2], treasures [B,T,2], collected [B,T] and steps [B]."""
+        steps = self.config.max_steps - (self._deadline - self._clock)
         return {
-            "agents": self._positions(self._agent_cells),
-            "treasures": self._treasures.copy(),
-            "collected": (self._live == self._no_treasure).T.copy(),
-            "steps": self._steps.copy(),
+            "agents": self._positions(self._agents // self._tables.stride),
+            "treasures": np.ascontiguousarray(
+                self._positions(self._state[self._treasure_cells_rows])
+            ),
+            "collected": (self._live < 0).T.copy(),
+            "steps": steps.astype(np.int64),
         }
 
     def render(self, index: int = 0) -> np.ndarray:
@@ -508,10 +589,16 @@ class TreasureHuntVecEnv:
             self.config.size,
         )
 
-    def _draw(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Returns the next `n` initial states of this env's Generator, as `_start` takes them.
+    @property
+    def _treasure_cells_rows(self) -> slice:
+        """Returns the rows of `_state` that hold the treasures' cells."""
+        start = self.num_agents + 2 * self.config.num_treasures
+        return slice(start, start + self.config.num_treasures)
 
-        They are drawn ahead in blocks and kept in the internal cell form.
+    def _draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Returns the next `n` initial states of this env's Generator, as `_internal` does.
+
+        They are drawn ahead in blocks, kept in the internal form with their first observations.
         """
         if self._pool is None or self._pool_next + n > self._pool[0].shape[1]:
             self._pool = self._internal(
@@ -520,43 +607,43 @@ class TreasureHuntVecEnv:
             self._pool_next = 0
         taken = slice(self._pool_next, self._pool_next + n)
         self._pool_next += n
-        agent_cells, treasure_cells, treasures = self._pool
-        return agent_cells[:, taken], treasure_cells[:, taken], treasures[taken]
+        block, first = self._pool
+        return block[:, taken], first[taken]
 
-    def _internal(self, states: InitialStates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Returns `states` as agent cells [A, n], treasure cells [T, n], treasures [n, T, 2]."""
-        size = self.config.size
-        agent_cells = _cell_index(states.agents, size).T.astype(np.intp)
-        return agent_cells, _cell_index(states.treasures, size).T.astype(np.intp), states.treasures
+    def _internal(self, states: InitialStates) -> tuple[np.ndarray, np.ndarray]:
+        """Returns `states` as columns of `_state` (deadline 0) and their first observations."""
+        tables, treasures = self._tables, self.config.num_treasures
+        cells = _cell_index(states.treasures, self.config.size).T  # [T, n]
+        block = np.zeros((len(self._state), len(states)), dtype=np.intp)
+        block[: self.num_agents] = _cell_index(states.agents, self.config.size).T * tables.stride
+        live_and_codes = block[self.num_agents : self.num_agents + 2 * treasures]
+        live_and_codes[:treasures] = cells * tables.stride
+        live_and_codes[treasures:] = cells + np.arange(treasures)[:, None] * tables.treasure_stride
+        block[self._treasure_cells_rows] = cells
+        block[-2] = treasures
+        return block, self._observe(block)
 
-    def _start(self, envs: np.ndarray, starts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        """Returns None; puts `envs` at the start of new episodes from `_internal` states."""
-        self._agent_cells[:, envs], self._live[:, envs], self._treasures[envs] = starts
-        self._remaining[envs] = self.config.num_treasures
-        self._steps[envs] = 0
-        self._returns[envs] = 0.0
-        self._ended[envs] = False
-
-    def _observe(self, envs: slice | np.ndarray = slice(None)) -> np.ndarray:
-        """Returns the current float32 [n, A, D] observations of `envs` (default: all)."""
-        agent_cells, live = self._agent_cells[:, envs], self._live[:, envs]
-        if not self._fast_observation:
+    def _observe(self, block: np.ndarray) -> np.ndarray:
+        """Returns the float32 [n, A, D] observations of the envs in `block` (`_state` columns)."""
+        tables, agents = self._tables, block[: self.num_agents]
+        if tables.nearest_key is None:
+            collected = block[self.num_agents : self.num_agents + self.config.num_treasures] < 0
             return observe(
                 self.config,
-                self._positions(agent_cells),
-                self._treasures[envs],
-                (live == self._no_treasure).T,
+                self._positions(agents // tables.stride),
+                self._positions(block[self._treasure_cells_rows]),
+                collected.T,
             )
-        # `vector_observation` through lookup tables, see `_observation_tables`.
-        shifted = agent_cells << self._cell_bits
-        key = self._nearest_key.take(shifted[None, :, :] | live[:, None, :])  # [T, A, n]
-        key |= (self._tie_break | live)[:, None, :]
-        nearest = key.min(axis=0) & ((1 << self._cell_bits) - 1)  # [A, n] cell, or "none"
-        return self._observation.take((shifted | nearest).T, axis=0)
+        codes = block[self.num_agents + self.config.num_treasures : self._treasure_cells_rows.start]
+        key = tables.nearest_key.take(codes[:, None, :] + agents)  # [T, A, n]
+        rows = np.empty((block.shape[1], self.num_agents), dtype=np.intp)
+        np.minimum.reduce(key, axis=0, out=rows.T)  # env-major, as the observation is
+        rows &= tables.row_mask
+        return tables.observation.take(rows).view(np.float32).reshape(len(rows), self.num_agents, 4)
 
-    def _positions(self, agent_cells: np.ndarray) -> np.ndarray:
-        """Returns int64 [n, A, 2] (row, col) of agent-major cells [A, n]."""
-        return np.stack(np.divmod(agent_cells.T, self.config.size), axis=-1).astype(np.int64)
+    def _positions(self, cells: np.ndarray) -> np.ndarray:
+        """Returns int64 [n, k, 2] (row, col) of item-major cells [k, n]."""
+        return np.stack(np.divmod(cells.T, self.config.size), axis=-1).astype(np.int64)
 
     def _check_actions(self, actions: np.ndarray) -> np.ndarray:
         """Returns `actions` as int64 [B, A] after checking shape, values and ended envs."""
@@ -566,7 +653,7 @@ class TreasureHuntVecEnv:
                 f"actions must have shape [num_envs, num_agents] = "
                 f"[{self.num_envs}, {self.num_agents}], got {list(actions.shape)}"
             )
-        if not np.issubdtype(actions.dtype, np.integer):
+        if actions.dtype.kind not in "iu":  # signed or unsigned integers
             raise ValueError(f"actions must be integers 0..4, got dtype {actions.dtype}")
         actions = actions.astype(np.int64, copy=False)
         # Read as unsigned, negative actions become huge: one max() checks both bounds.
