@@ -38,9 +38,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/orchestration.py
 	$(BIN)/python bench/env_throughput.py
 	$(BIN)/python bench/rl_cartpole.py
+	$(BIN)/python bench/text_bpc.py
+	$(BIN)/python bench/text_lightning_overhead.py
 
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 clean:
-	rm -rf .state data/forecast data/rl
+	rm -rf .state data/forecast data/rl data/text

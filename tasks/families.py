@@ -11,6 +11,7 @@ from trainyard.tasks.family import Family
 FAMILIES: dict[str, str] = {
     "forecast": "trainyard.tasks.forecast.family:FORECAST",
     "rl": "trainyard.tasks.rl.family:RL",
+    "text": "trainyard.tasks.text.family:TEXT",
 }
 
 

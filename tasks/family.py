@@ -117,6 +117,11 @@ class Family(abc.ABC):
     def model_kinds(self) -> list[str]:
         """Returns every model kind this family can train."""
 
+    def dataset_values(self, values: dict[str, Any], dataset: str) -> dict[str, Any] | None:
+        """Returns the family's raw params section reading `dataset` (the CLI's --dataset)
+        instead of its configured data, or None when the family does not read such data."""
+        return None
+
     def check(self, params: FamilySection) -> None:
         """Raises ConfigError for params no data can fix (before anything is written)."""
         return None

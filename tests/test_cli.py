@@ -107,9 +107,9 @@ def test_old_top_level_forecast_keys_are_a_user_error(tmp_path: Path):
 
 def test_unknown_family_is_a_user_error(tmp_path: Path):
     params = _project(tmp_path, _sales())
-    result = runner.invoke(app, ["prepare", "--params", str(params), "--family", "text"])
+    result = runner.invoke(app, ["prepare", "--params", str(params), "--family", "audio"])
     assert result.exit_code == 2
-    assert "unknown family 'text'" in result.output
+    assert "unknown family 'audio'" in result.output
 
 
 def test_evaluate_before_train_names_the_missing_step(tmp_path: Path):

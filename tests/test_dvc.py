@@ -15,7 +15,9 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 STAGES = tuple(
-    f"{step}_{family}" for family in ("forecast", "rl") for step in ("prepare", "train", "evaluate")
+    f"{step}_{family}"
+    for family in ("forecast", "rl", "text")
+    for step in ("prepare", "train", "evaluate")
 )
 
 
@@ -39,6 +41,10 @@ def test_dvc_repro_twice_skips_every_stage(tmp_path: Path):
     rl["scenarios"]["episodes"] = 16
     rl["train"].update(max_epochs=1, steps_per_epoch=20, validation_episodes=4, num_envs=4)
     rl["train"]["dqn"].update(learning_starts=64, batch_size=16)
+    text = params["text"]
+    text["train"].update(max_epochs=1, limit_train_batches=3)
+    text["train"]["lstm"].update(embedding_size=32, hidden_size=32)
+    text["evaluate"].update(max_ngram_order=3, sample_length=20)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     _run(["git", "init", "-q"], tmp_path)
     _run(["dvc", "init", "-q"], tmp_path)
@@ -51,6 +57,9 @@ def test_dvc_repro_twice_skips_every_stage(tmp_path: Path):
         assert f"Running stage '{stage}'" in first
     rl_metrics = json.loads((tmp_path / "data/rl/reports/metrics.json").read_text())
     assert set(rl_metrics) == {"dqn", "a2c", "random", "greedy"}
+    text_metrics = json.loads((tmp_path / "data/text/reports/metrics.json").read_text())
+    assert set(text_metrics) == {"lstm", "ngram", "unigram"}
+    assert (tmp_path / "data/text/reports/samples.txt").stat().st_size > 0
     data = tmp_path / "data" / "forecast"
     metrics = json.loads((data / "reports/metrics.json").read_text())
     assert set(metrics) == {"lstm", "tcn", "naive", "seasonal_naive", "ets"}

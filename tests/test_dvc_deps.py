@@ -36,6 +36,10 @@ TINY = {
         "train": {"models": ["lstm", "tft"], "max_epochs": 1, "limit_train_batches": 2},
         "evaluate": {"stride": 26, "classical": "none"},
     },
+    "text": {
+        "train": {"max_epochs": 1, "limit_train_batches": 2, "lstm": {"hidden_size": 16}},
+        "evaluate": {"max_ngram_order": 2, "sample_length": 8},
+    },
     "rl": {
         "scenarios": {"episodes": 8},
         "train": {
@@ -63,7 +67,7 @@ def _covered(path: str, deps: list[str]) -> bool:
     return any(relative == dep or relative.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
-@pytest.mark.parametrize("family", ["forecast", "rl"])
+@pytest.mark.parametrize("family", ["forecast", "rl", "text"])
 def test_every_imported_module_is_a_dependency_of_its_stage(family: str, tmp_path: Path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params.pop("profiles")

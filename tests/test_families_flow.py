@@ -1,4 +1,4 @@
-"""Both families through the real command line: the quick profile under Prefect registers
+"""Every family through the real command line: the quick profile under Prefect registers
 versions of each with aliases and lineage; `--family rl` runs RL alone."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def project(tmp_path_factory: pytest.TempPathFactory):
     return root, env, output
 
 
-def test_quick_profile_registers_both_families_with_aliases_and_lineage(project):
+def test_quick_profile_registers_every_family_with_aliases_and_lineage(project):
     root, env, output = project
     assert "Traceback" not in output
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
@@ -61,6 +61,7 @@ def test_quick_profile_registers_both_families_with_aliases_and_lineage(project)
     for name, kinds in (
         ("co2-forecaster", {"lstm", "tcn", "tft"}),
         ("treasure-hunt-agent", {"dqn", "a2c"}),
+        ("python-docs-lm", {"lstm"}),
     ):
         model = client.get_registered_model(name)
         assert "challenger" in model.aliases
@@ -71,6 +72,23 @@ def test_quick_profile_registers_both_families_with_aliases_and_lineage(project)
             assert client.get_run(version.run_id).info.status == "FINISHED"
     assert (root / "data/rl/reports/plots/dqn_scenario0.gif").stat().st_size > 0
     assert (root / "data/forecast/reports/metrics.json").exists()
+    assert (root / "data/text/reports/samples.txt").stat().st_size > 0
+
+
+def test_a_registered_language_model_loads_as_a_pyfunc_and_continues_prompts(project):
+    _, env, _ = project
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    model = mlflow.pyfunc.load_model("models:/python-docs-lm@challenger")
+    prompts = pd.DataFrame({"prompt": ["The ", "def "]})
+    out = model.predict(prompts, params={"length": 30, "temperature": 0.5, "seed": 3})
+    assert list(out.columns) == ["prompt", "continuation"]
+    assert [len(text) for text in out["continuation"]] == [30, 30]
+    again = model.predict(prompts, params={"length": 30, "temperature": 0.5, "seed": 3})
+    assert again.equals(out)  # seeded sampling is reproducible
+    greedy = model.predict(prompts.head(1), params={"length": 12, "temperature": 0.0})
+    assert len(greedy["continuation"][0]) == 12
+    with pytest.raises(Exception, match="prompt"):
+        model.predict(pd.DataFrame({"text": ["x"]}))
 
 
 def test_a_registered_agent_loads_as_a_pyfunc_and_acts(project):

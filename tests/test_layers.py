@@ -17,7 +17,7 @@ PACKAGES = {
     "models": "trainyard.models",
     "flows": "trainyard.flows",
 }
-FAMILIES = ("forecast", "rl")
+FAMILIES = ("forecast", "rl", "text")
 GROUND = ("trainyard.config", "trainyard.environment", "trainyard.errors", "trainyard.progress")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -61,8 +62,9 @@ DatasetOption = Annotated[
     str | None,
     typer.Option(
         "--dataset",
-        help="Forecasting only: override forecast.dataset.name with a CSV/Parquet path or a "
-        "built-in (co2, macro_panel; for the panel's windows use --profile panel).",
+        help="Run on this data instead of params.yaml's: a CSV/Parquet table or a built-in "
+        "table (co2, macro_panel) for forecast; a folder, glob or .txt/.md file of UTF-8 text "
+        "or python_docs for text. Without --family, runs the families that read it.",
     ),
 ]
 FamiliesOption = Annotated[
@@ -70,11 +72,12 @@ FamiliesOption = Annotated[
     typer.Option(
         "--family",
         "-f",
-        help="Run only this family (repeatable): forecast, rl. Default: run.families.",
+        help="Run only this family (repeatable): forecast, rl, text. Default: run.families.",
     ),
 ]
 FamilyOption = Annotated[
-    str, typer.Option("--family", "-f", help="The family whose stage to run: forecast, rl.")
+    str,
+    typer.Option("--family", "-f", help="The family whose stage to run: forecast, rl, text."),
 ]
 
 
@@ -98,13 +101,29 @@ def _load(
     for name in names:
         family = get_family(name)
         values = raw.get(name) or {}
-        if dataset and name == "forecast":
-            from trainyard.tasks.forecast.datasets import builtin_overrides
-
-            values = {**values, "dataset": {**values.get("dataset", {}), "name": dataset}}
-            values["dataset"].update(builtin_overrides(dataset))
+        if dataset:
+            read = family.dataset_values(values, dataset)
+            if read is None:
+                raise ConfigError(
+                    f"--dataset {dataset}: the {name} family does not read it; "
+                    f"{readers_hint(dataset)}"
+                )
+            values = read
         sections[name] = section_from_dict(family.section, values, f"{params_file}: {name}")
     return sections
+
+
+def families_reading(dataset: str) -> list[str]:
+    """Returns the families that take `dataset` as their data (--dataset without --family)."""
+    return [name for name in family_names() if get_family(name).dataset_values({}, dataset)]
+
+
+def readers_hint(dataset: str) -> str:
+    """Returns which families read `dataset`, as advice."""
+    readers = families_reading(dataset)
+    if readers:
+        return f"use --family {' --family '.join(readers)}"
+    return "give a CSV/Parquet table (forecast) or a folder / .txt file of text (text)"
 
 
 def _shared(params_file: Path, profile: str | None) -> tuple[RunConfig, RegisterConfig]:
@@ -196,7 +215,9 @@ def run(
 ) -> None:
     """Run the whole pipeline of every chosen family: prepare, train, evaluate, register."""
     run_config, register = _shared(params_file, profile)
-    names = family or run_config.families
+    names = family or (families_reading(dataset) if dataset else run_config.families)
+    if not names:
+        raise ConfigError(f"--dataset {dataset}: no family reads it; {readers_hint(dataset)}")
     sections = _load(params_file, profile, names, dataset)
     paths = ProjectPaths(_root(params_file))
     _start_logging()
@@ -236,8 +257,14 @@ def _commit_to_dvc(paths: ProjectPaths, families: list[str]) -> None:
     if not (paths.root / ".dvc").exists():
         return
     stages = [f"{step}_{name}" for name in families for step in ("prepare", "train", "evaluate")]
+    # The dvc installed beside this interpreter (the venv's), even when it is not on PATH.
+    beside = Path(sys.executable).parent / "dvc"
+    dvc = str(beside) if beside.exists() else shutil.which("dvc")
+    if dvc is None:
+        console.print("[yellow]DVC: not installed here; outputs not committed[/]")
+        return
     done = subprocess.run(
-        ["dvc", "commit", "--force", "--quiet", *stages],
+        [dvc, "commit", "--force", "--quiet", *stages],
         cwd=paths.root,
         capture_output=True,
         text=True,
@@ -389,11 +416,16 @@ def models(
 
 @app.command()
 def datasets() -> None:
-    """List the built-in forecasting datasets (they ship inside statsmodels: no download)."""
+    """List the built-in datasets: forecasting tables (inside statsmodels) and text corpora
+    (inside Python); nothing is downloaded."""
     from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS
+    from trainyard.tasks.text.corpus import BUILTIN_CORPORA
 
     for name, (loader, spec) in BUILTIN_DATASETS.items():
-        console.print(f"[bold]{name}[/]: {loader.__doc__.splitlines()[0]}  {spec}")
+        console.print(f"forecast [bold]{name}[/]: {loader.__doc__.splitlines()[0]}  {spec}")
+    for name, loader in BUILTIN_CORPORA.items():
+        summary = " ".join(line.strip() for line in loader.__doc__.split("\n\n")[0].splitlines())
+        console.print(f"text [bold]{name}[/]: {summary}")
 
 
 def main() -> None:

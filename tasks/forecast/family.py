@@ -12,6 +12,8 @@ from trainyard.tasks.family import EvaluationResult, Family, PyfuncSpec, Trainin
 from trainyard.tasks.forecast import prepare as preparation
 from trainyard.tasks.forecast.config import METRICS, MODEL_KINDS, Params, params_from_dict
 
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")  # files --dataset hands to this family
+
 
 class ForecastFamily(Family):
     """Forecasters of one table's series; the gate metric is a holdout error (lower wins)."""
@@ -30,6 +32,16 @@ class ForecastFamily(Family):
     def model_kinds(self) -> list[str]:
         """Returns lstm, tcn and tft."""
         return list(MODEL_KINDS)
+
+    def dataset_values(self, values: dict[str, Any], dataset: str) -> dict[str, Any] | None:
+        """Returns the forecast section reading table `dataset` (a CSV/Parquet path or a
+        built-in), or None when it is not a table."""
+        from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS, builtin_overrides
+
+        if dataset not in BUILTIN_DATASETS and Path(dataset).suffix.lower() not in TABLE_SUFFIXES:
+            return None
+        table = {**values.get("dataset", {}), "name": dataset, **builtin_overrides(dataset)}
+        return {**values, "dataset": table}
 
     # Validates the table and writes the prepared series; cached by a hash of the raw table,
     # the dataset/windows params and the prepare code.

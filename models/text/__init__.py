@@ -1,0 +1,1 @@
+"""Text models: character language models (LightningModules)."""

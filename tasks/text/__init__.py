@@ -1,0 +1,1 @@
+"""The text family: corpora -> character language models scored in bits per character."""
