@@ -15,8 +15,24 @@ from typing import Any
 import pandas as pd
 
 from trainyard.config import FamilySection
+from trainyard.errors import DataError
 
 CHECKPOINT = "best.ckpt"  # the best checkpoint of a trained model, in its model folder
+
+
+def load_checkpoint(model_class: Any, model_dir: Path, kind: str, family: str) -> Any:
+    """Returns the LightningModule saved in model_dir/best.ckpt, loaded as weights only (no
+    pickled code runs); a missing or unreadable file is a DataError naming it and the fix."""
+    path = Path(model_dir) / CHECKPOINT
+    try:
+        return model_class.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no checkpoint; run `trainyard train --family {family}`") from None
+    except Exception as error:  # noqa: BLE001 - a corrupt or foreign file: say which
+        raise DataError(
+            f"{path}: the {kind} checkpoint cannot be loaded as weights ({error}); train it "
+            f"again with `trainyard train --family {family}`"
+        ) from None
 
 
 @dataclass

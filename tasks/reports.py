@@ -42,6 +42,14 @@ def learning_curves(histories: dict[str, list[dict[str, float]]]) -> pd.DataFram
     )
 
 
+def save_figure(figure: plt.Figure, path: Path) -> Path:
+    """Returns path after writing the figure there as a PNG and closing it."""
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
 def plot_learning_curves(
     curves: pd.DataFrame, out_dir: Path, columns: list[str], log_scale: bool
 ) -> Path:
@@ -58,8 +66,4 @@ def plot_learning_curves(
         if log_scale:
             axis.set_yscale("log")
         axis.legend(fontsize=8)
-    figure.tight_layout()
-    path = out_dir / "learning_curves.png"
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return save_figure(figure, out_dir / "learning_curves.png")

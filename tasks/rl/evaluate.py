@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainyard.errors import DataError
-from trainyard.tasks.family import CHECKPOINT, EvaluationResult
+from trainyard.tasks.family import EvaluationResult, load_checkpoint
 from trainyard.tasks.rl.config import METRICS, Params
 from trainyard.tasks.rl.prepare import (
     BASELINES_FILE,
@@ -53,16 +52,7 @@ def agent_class(kind: str) -> Any:
 
 def load_agent(kind: str, model_dir: Path) -> Any:
     """Returns the agent stored in model_dir, loaded as weights only (no pickled code)."""
-    path = model_dir / CHECKPOINT
-    try:
-        return agent_class(kind).load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no checkpoint; run `trainyard train --family rl`") from None
-    except Exception as error:  # noqa: BLE001 - a corrupt or foreign file: say which
-        raise DataError(
-            f"{path}: the {kind} checkpoint cannot be loaded as weights ({error}); train it "
-            "again with `trainyard train --family rl`"
-        ) from None
+    return load_checkpoint(agent_class(kind), model_dir, kind, "rl")
 
 
 def episode_metrics(episodes: pd.DataFrame) -> dict[str, float]:
@@ -106,10 +96,7 @@ def record_gif(module: Any, params: Params, scenarios: Any, index: int, path: Pa
 
 
 def _plot_returns(scores: dict[str, dict[str, float]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from trainyard.tasks.reports import plt, save_figure
 
     names = sorted(scores, key=lambda n: -scores[n]["mean_return"])
     figure, axis = plt.subplots(figsize=(1.2 * len(names) + 2, 3.4))
@@ -122,10 +109,7 @@ def _plot_returns(scores: dict[str, dict[str, float]], path: Path) -> Path:
     )
     axis.set_ylabel("mean return (95% interval)")
     axis.set_title("Scenario set: mean return per policy")
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def evaluate(

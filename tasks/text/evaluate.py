@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from trainyard.errors import DataError
-from trainyard.tasks.family import CHECKPOINT, EvaluationResult
+from trainyard.tasks.family import CHECKPOINT, EvaluationResult, load_checkpoint
 from trainyard.tasks.text.config import METRICS, Params
 from trainyard.tasks.text.corpus import Vocabulary
 from trainyard.tasks.text.prepare import CorpusStreams, read_streams
@@ -32,19 +32,10 @@ LANGUAGE_MODELS = {"lstm": "trainyard.models.text.lstm_lm:LSTMLanguageModel"}
 
 
 def load_language_model(kind: str, model_dir: Path) -> Any:
-    """Returns the language model stored in model_dir, loaded as weights only."""
-    path = Path(model_dir) / CHECKPOINT
+    """Returns the language model stored in model_dir, loaded as weights only, in eval mode."""
     module, name = LANGUAGE_MODELS[kind].split(":")
     model_class = getattr(importlib.import_module(module), name)
-    try:
-        model = model_class.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no checkpoint; run `trainyard train --family text`") from None
-    except Exception as error:  # noqa: BLE001 - a corrupt or foreign file: say which
-        raise DataError(
-            f"{path}: the {kind} checkpoint cannot be loaded as weights ({error}); train it "
-            "again with `trainyard train --family text`"
-        ) from None
+    model = load_checkpoint(model_class, model_dir, kind, "text")
     model.eval()
     return model
 
@@ -97,37 +88,25 @@ def continue_prompt(
 
 
 def _plot_bpc(scores: dict[str, dict[str, float]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from trainyard.tasks.reports import plt, save_figure
 
     names = sorted(scores, key=lambda n: scores[n]["bpc"])
     figure, axis = plt.subplots(figsize=(1.2 * len(names) + 2, 3.4))
     axis.bar(names, [scores[n]["bpc"] for n in names], color="#4c72b0")
     axis.set_ylabel("test bits per character (lower is better)")
     axis.set_title("Test split: bits per character")
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def _plot_orders(orders: pd.DataFrame, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from trainyard.tasks.reports import plt, save_figure
 
     figure, axis = plt.subplots(figsize=(4.5, 3.4))
     axis.plot(orders["order"], orders["validation_bpc"], marker="o")
     axis.set_xlabel("n-gram order")
     axis.set_ylabel("validation bpc")
     axis.set_title("Kneser-Ney order chosen on validation")
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def ngram_baselines(corpus: CorpusStreams, params: Params) -> tuple[dict[str, Any], pd.DataFrame]:
