@@ -172,3 +172,45 @@ def test_run_with_bad_input_prints_only_the_error(tmp_path: Path, orchestrator: 
     assert not (tmp_path / PREPARED).exists()
     if not orchestrator:  # under Prefect, its home stayed in the project's state directory
         assert (tmp_path / "state/prefect").is_dir()
+
+
+def _closed_port() -> int:
+    """Returns a port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "variable, args, message",
+    [
+        ("MLFLOW_TRACKING_URI", [], "no MLflow tracking server answers"),
+        ("PREFECT_API_URL", [], "no Prefect server answers"),
+        ("MLFLOW_TRACKING_URI", ["--no-orchestrator"], "no MLflow tracking server answers"),
+    ],
+)
+def test_a_dead_server_is_one_clear_error_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, args: list[str], message: str
+):
+    params = _project(tmp_path, _sales())
+    url = f"http://127.0.0.1:{_closed_port()}" + ("/api" if variable == "PREFECT_API_URL" else "")
+    monkeypatch.setenv(variable, url)
+    result = runner.invoke(
+        app, ["run", "--params", str(params), "--family", "forecast", *args], env={variable: url}
+    )
+    assert result.exit_code == 2, result.output
+    folded = " ".join(result.output.split())
+    assert f"{variable}={url}: {message}" in folded and "Traceback" not in folded
+    assert not (tmp_path / "data").exists()  # nothing prepared
+
+
+def test_the_prefect_server_is_not_needed_without_the_orchestrator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from trainyard.environment import check_servers
+
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{_closed_port()}/api")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    check_servers(prefect=False)  # no error: the run would not call Prefect

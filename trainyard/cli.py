@@ -28,6 +28,7 @@ from trainyard.config import (
 )
 from trainyard.environment import (
     ProjectPaths,
+    check_servers,
     configure_environment,
     find_project_root,
     quiet_libraries,
@@ -223,6 +224,7 @@ def run(
     _start_logging()
     quiet_libraries()
     where = configure_environment(paths)
+    check_servers(prefect=not no_orchestrator)
     console.print(f"Prefect: {'off' if no_orchestrator else where['prefect']}")
     console.print(f"MLflow:  {where['mlflow']}")
     started = time.perf_counter()
@@ -387,6 +389,7 @@ def models(
     paths = ProjectPaths(_root(params_file))
     quiet_libraries()
     configure_environment(paths)
+    check_servers(prefect=False)
     client = MlflowClient()
     registered = client.search_registered_models()
     if not registered:

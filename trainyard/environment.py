@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from trainyard.errors import ConfigError
 
 # Seconds the ephemeral Prefect server may take to start: a fresh PREFECT_HOME needs 12-14 s.
 EPHEMERAL_STARTUP_TIMEOUT_S = "90"
@@ -92,6 +96,44 @@ def configure_environment(paths: ProjectPaths) -> dict[str, str]:
         "prefect": os.environ.get("PREFECT_API_URL") or f"ephemeral ({os.environ['PREFECT_HOME']})",
         "mlflow": os.environ["MLFLOW_TRACKING_URI"],
     }
+
+
+SERVER_PROBE_TIMEOUT_S = 5.0  # how long a configured server may take to answer the first call
+
+
+def unreachable(url: str, timeout: float = SERVER_PROBE_TIMEOUT_S) -> str | None:
+    """Returns why no HTTP server answers at url, or None when one answers (any status)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered, if only to say no: the server is there
+    except (urllib.error.URLError, OSError) as error:
+        return str(getattr(error, "reason", error))
+
+
+def check_servers(prefect: bool = True) -> None:
+    """Raises ConfigError, before anything is written, when MLFLOW_TRACKING_URI (or, with
+    `prefect`, PREFECT_API_URL) names a server that does not answer: one probe with a short
+    timeout instead of minutes of client retries mid-run."""
+    tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if tracking.startswith(("http://", "https://")):
+        why = unreachable(tracking.rstrip("/") + "/health")
+        if why:
+            raise ConfigError(
+                f"MLFLOW_TRACKING_URI={tracking}: no MLflow tracking server answers ({why}). "
+                "Start it (e.g. `mlflow server --host 127.0.0.1 --port 5000`), fix the "
+                "address, or unset MLFLOW_TRACKING_URI to use the embedded store in .state/"
+            )
+    api = os.environ.get("PREFECT_API_URL", "")
+    if prefect and api:
+        why = unreachable(api.rstrip("/") + "/health")
+        if why:
+            raise ConfigError(
+                f"PREFECT_API_URL={api}: no Prefect server answers ({why}). Start it "
+                "(`prefect server start --host 127.0.0.1`), fix the address, unset "
+                "PREFECT_API_URL to use an ephemeral server, or run with --no-orchestrator"
+            )
 
 
 def artifact_root(paths: ProjectPaths) -> str | None:
