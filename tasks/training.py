@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from trainyard.config import ConfigError, FamilySection
 from trainyard.environment import quiet_libraries
-from trainyard.errors import MissingStepError
+from trainyard.errors import DivergedError, MissingStepError
 from trainyard.tasks.family import Family, TrainResult
 
 TRAINING_SUMMARY = "training.json"
@@ -65,6 +65,38 @@ class EpochHistory(Callback):
                     metrics.get(self.monitor),
                 )
             )
+
+
+class DivergenceGuard(Callback):
+    """Stops a model whose training loss (any step) or weights (any epoch end) are not finite:
+    the error names the model and the epoch, and nothing of the run is kept as its model."""
+
+    ADVICE = (
+        "nothing of this model is kept. Lower its learning rate, clip gradients harder, or "
+        "look for huge or non-numeric values in the training data"
+    )
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, index: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not torch.isfinite(loss.detach()).all():
+            raise DivergedError(
+                f"{self.name}: training diverged in epoch {trainer.current_epoch + 1} (step "
+                f"{trainer.global_step}): the training loss is {float(loss.detach().max())}; "
+                f"{self.ADVICE}"
+            )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        for name, parameter in module.named_parameters():
+            if not torch.isfinite(parameter.detach()).all():
+                raise DivergedError(
+                    f"{self.name}: training diverged in epoch {trainer.current_epoch + 1}: "
+                    f"weights {name} are not finite; {self.ADVICE}"
+                )
 
 
 def check_model_names(family: Family, params: FamilySection) -> None:
@@ -110,6 +142,7 @@ def train_model(
                 EarlyStopping(
                     monitor=setup.monitor, mode=setup.mode, patience=params.train.patience
                 ),
+                DivergenceGuard(name),
                 checkpoint,
                 history,
             ],

@@ -16,6 +16,10 @@ class DataError(UserError):
     """Input data (a table, a file, a corpus, a scenario set) cannot be used as it is."""
 
 
+class DivergedError(UserError):
+    """A model's training loss or weights stopped being finite numbers (NaN or infinity)."""
+
+
 class MissingStepError(UserError):
     """A stage ran before the stage whose output it reads (e.g. evaluate before train)."""
 
