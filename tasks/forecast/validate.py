@@ -74,6 +74,17 @@ def _is_finite(values: pd.Series) -> pd.Series:
     return pd.Series(~np.isinf(numbers.to_numpy()), index=values.index)
 
 
+# Beyond this magnitude float32 training overflows: the square of the value (losses, variances)
+# exceeds float32's largest number, 3.4e38.
+MAX_MAGNITUDE = 1e19
+
+
+def _is_trainable(values: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+    huge = np.isfinite(numbers) & (np.abs(numbers) > MAX_MAGNITUDE)  # inf has its own check
+    return pd.Series(~huge, index=values.index)
+
+
 def _is_time(values: pd.Series) -> pd.Series:
     return values.isna() | pd.to_datetime(values, errors="coerce", format="mixed").notna()
 
@@ -82,6 +93,7 @@ def _schema(spec: DatasetConfig) -> pa.DataFrameSchema:
     numeric = [
         pa.Check(_is_number, error="not a number"),
         pa.Check(_is_finite, error="infinite value"),
+        pa.Check(_is_trainable, error="too large"),
     ]
     columns = {
         spec.time_column: pa.Column(
@@ -99,6 +111,8 @@ def _schema(spec: DatasetConfig) -> pa.DataFrameSchema:
 FIXES = {
     "not a number": "make every value numeric (no text, units or thousands separators)",
     "infinite value": "replace inf/-inf with a real value, or leave the cell empty if unknown",
+    "too large": "correct the value, or rescale the column (e.g. to thousands or millions): "
+    "float32 training squares values and overflows beyond 1e19",
     "not_nullable": "fill the empty cells, or drop those rows",
     "not a date/time": "write times as ISO dates, e.g. 2001-12-29 or 2001-12-29 00:00:00",
     "multiple_fields_uniqueness": "keep one row per series and time (aggregate or drop repeats)",
@@ -106,6 +120,7 @@ FIXES = {
 WHAT = {
     "not a number": "values that are not numbers",
     "infinite value": "infinite values",
+    "too large": "values beyond +-1e19",
     "not_nullable": "empty (NaN) values",
     "not a date/time": "values that cannot be read as dates/times",
     "multiple_fields_uniqueness": "duplicate (series, time) rows",

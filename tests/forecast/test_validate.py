@@ -117,6 +117,19 @@ def test_infinite_target_names_both_signs(tmp_path: Path) -> None:
     assert problem.rows == [5, 8]
 
 
+def test_values_too_large_for_float32_training_name_their_rows(tmp_path: Path) -> None:
+    frame = daily()
+    frame.loc[3, "y"] = 1e30
+    frame.loc[9, "y"] = -2e20
+    write_csv(tmp_path, frame)
+
+    error = prepare_fails(make_params(), tmp_path)
+    problem = only_problem(error)
+
+    assert (problem.column, problem.what, problem.rows) == ("y", "values beyond +-1e19", [4, 10])
+    assert "rescale the column" in str(error)
+
+
 def test_duplicate_series_time_rows_name_the_series(tmp_path: Path) -> None:
     frame = panel({"a": 30, "b": 30})
     # Repeat b's 6th row right after it: data rows 36 and 37 share (b, 2024-01-06).
