@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trainyard.errors import DataError
 from trainyard.tasks.family import Prepared
 from trainyard.tasks.forecast.config import DatasetConfig, Params, WindowConfig
 from trainyard.tasks.forecast.datasets import read_table
@@ -126,6 +127,28 @@ def read_prepared_for(path: Path, params: Params) -> pd.DataFrame:
     return table
 
 
+def check_scales(table: pd.DataFrame, spec: DatasetConfig, source: str) -> None:
+    """Raises DataError naming the series whose training part is constant (or has no two
+    observed steps a season apart): MASE and per-window scaling have nothing to divide by, so
+    it is refused before any model trains on it."""
+    from trainyard.tasks.forecast.metrics import seasonal_naive_scale
+
+    train = table[table["split"] == "train"]
+    flat = []
+    for label, part in train.groupby(series_labels(train, spec.series_columns), sort=True):
+        try:
+            seasonal_naive_scale(part[spec.target].to_numpy(dtype="float64"), spec.season_length)
+        except ValueError:
+            flat.append(str(label))
+    if flat:
+        shown = ", ".join(flat[:10]) + (f" and {len(flat) - 10} more" if len(flat) > 10 else "")
+        raise DataError(
+            f"{source}: {spec.target} does not change over the training part of series "
+            f"{shown} (the seasonal naive forecast is exact there, so MASE and window scaling "
+            "are undefined); drop these series or check the data"
+        )
+
+
 def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
     """Returns a summary after validating the configured table and writing the prepared series."""
     spec = params.dataset
@@ -134,6 +157,7 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
     raw_md5 = frame_md5(typed)
     table, counts = regularize(typed, spec)
     table["split"] = assign_splits(table, params.windows)
+    check_scales(table, spec, source)
     table = table[
         [
             "series_id",

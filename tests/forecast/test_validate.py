@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from trainyard.errors import DataError
 from trainyard.tasks.forecast.config import ConfigError, Params, params_from_dict
 from trainyard.tasks.forecast.datasets import DatasetError
 from trainyard.tasks.forecast.prepare import PREPARED_FILE, file_md5, prepare, read_prepared
@@ -508,3 +509,18 @@ def test_seasonal_naive_needs_a_season_before_the_holdout(tmp_path: Path) -> Non
 
     assert "season_length 30 + holdout 8" in problem.what
     assert "needs at least 38 steps" in problem.what
+
+
+def test_a_series_constant_over_its_training_part_is_named_before_training(
+    tmp_path: Path,
+) -> None:
+    frame = panel({"a": 40, "b": 40})
+    frame.loc[frame["store"] == "b", "y"] = 5.0
+    write_csv(tmp_path, frame)
+    params = make_params(series_columns=["store"])
+    with pytest.raises(DataError) as caught:
+        prepare(params, tmp_path, tmp_path / "prepared")
+    message = str(caught.value)
+    assert "does not change over the training part of series b " in message
+    assert "series a" not in message and "drop these series" in message
+    assert not (tmp_path / "prepared").exists()
