@@ -27,6 +27,27 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def decode_utf8(path: Path) -> str:
+    """Returns a text file's contents, raising DataError naming the file, the byte offset and
+    the line when it is binary or not UTF-8 (a UTF-8 byte-order mark is dropped)."""
+    data = path.read_bytes()
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise DataError(
+            f"{path}: binary file (NUL byte at byte offset {nul}); expected "
+            "UTF-8 text: remove it or point the params at text files"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: not UTF-8 at byte offset {error.start} (line {line}: byte "
+            f"0x{data[error.start]:02x}); save the file as UTF-8, e.g. "
+            f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`"
+        ) from None
+
+
 def write_table(frame: pd.DataFrame, meta: dict[str, Any], path: Path) -> None:
     """Writes frame + metadata to path via a temporary file: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ def _sales(days: int = 60) -> pd.DataFrame:
                 {
                     "day": pd.date_range("2024-01-01", periods=days, freq="D"),
                     "store": store,
-                    "units": [10.0 + (i % 7) for i in range(days)],
+                    "units": [10.0 + (i % 7) + 0.01 * i for i in range(days)],
                 }
             )
         )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from trainyard.errors import DataError
+from trainyard.tasks.prepared import decode_utf8
 
 
 class DatasetError(DataError):
@@ -75,7 +77,7 @@ def read_table(name: str, root: Path) -> tuple[pd.DataFrame, str]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(io.StringIO(decode_utf8(path)))
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
@@ -83,7 +85,7 @@ def read_table(name: str, root: Path) -> tuple[pd.DataFrame, str]:
     except pd.errors.EmptyDataError as error:
         raise DatasetError(f"{path}: the file has no header and no rows.") from error
     except (OSError, ValueError) as error:
-        if isinstance(error, DatasetError):
+        if isinstance(error, DataError):
             raise
         raise DatasetError(f"{path}: cannot be read as {suffix[1:]}: {error}") from error
     return frame, str(path)

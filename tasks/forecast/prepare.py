@@ -128,9 +128,9 @@ def read_prepared_for(path: Path, params: Params) -> pd.DataFrame:
 
 
 def check_scales(table: pd.DataFrame, spec: DatasetConfig, source: str) -> None:
-    """Raises DataError naming the series whose training part is constant (or has no two
-    observed steps a season apart): MASE and per-window scaling have nothing to divide by, so
-    it is refused before any model trains on it."""
+    """Raises DataError naming the series whose training part the seasonal naive forecast
+    fits exactly (constant or exactly periodic, or no two observed steps a season apart): MASE
+    has nothing to divide by, so it is refused before any model trains on it."""
     from trainyard.tasks.forecast.metrics import seasonal_naive_scale
 
     train = table[table["split"] == "train"]
@@ -143,9 +143,10 @@ def check_scales(table: pd.DataFrame, spec: DatasetConfig, source: str) -> None:
     if flat:
         shown = ", ".join(flat[:10]) + (f" and {len(flat) - 10} more" if len(flat) > 10 else "")
         raise DataError(
-            f"{source}: {spec.target} does not change over the training part of series "
-            f"{shown} (the seasonal naive forecast is exact there, so MASE and window scaling "
-            "are undefined); drop these series or check the data"
+            f"{source}: {spec.target} is constant or repeats exactly every season "
+            f"({spec.season_length} steps) over the training part of series {shown}: the "
+            "seasonal naive forecast is exact there, so MASE has nothing to divide by; drop "
+            "these series, or check the data and dataset.season_length"
         )
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from trainyard.errors import DataError
+from trainyard.tasks.prepared import decode_utf8
 from trainyard.tasks.text.config import PYTHON_DOCS, CorpusConfig
 
 SPLITS = ("train", "validation", "test")
@@ -62,22 +63,10 @@ BUILTIN_CORPORA = {PYTHON_DOCS: python_docs}
 def decode_file(path: Path) -> str:
     """Returns a file's text, raising CorpusError naming the file, byte offset and line when it
     is binary or not UTF-8."""
-    data = path.read_bytes()
-    if b"\x00" in data:
-        offset = data.index(b"\x00")
-        raise CorpusError(
-            f"{path}: binary file (NUL byte at byte offset {offset}); the corpus takes UTF-8 "
-            "text files only: remove it or narrow corpus.name / corpus.extensions"
-        )
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise CorpusError(
-            f"{path}: not UTF-8 at byte offset {error.start} (line {line}: byte "
-            f"0x{data[error.start]:02x}); save the file as UTF-8, e.g. "
-            f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`"
-        ) from None
+        return decode_utf8(path)
+    except DataError as error:
+        raise CorpusError(str(error)) from None
 
 
 def corpus_files(config: CorpusConfig, root: Path) -> tuple[list[Path], Path]:

@@ -521,6 +521,23 @@ def test_a_series_constant_over_its_training_part_is_named_before_training(
     with pytest.raises(DataError) as caught:
         prepare(params, tmp_path, tmp_path / "prepared")
     message = str(caught.value)
-    assert "does not change over the training part of series b " in message
-    assert "series a" not in message and "drop these series" in message
+    assert "y is constant or repeats exactly every season (7 steps)" in message
+    assert "training part of series b:" in message and "drop these series" in message
     assert not (tmp_path / "prepared").exists()
+
+
+def test_a_latin1_csv_names_the_file_line_and_says_save_as_utf8(tmp_path: Path) -> None:
+    text = "date,y,city\n2024-01-01,1.0,Paris\n2024-01-02,2.0,Bogot\xe1\n"
+    (tmp_path / "data.csv").write_bytes(text.encode("latin-1"))
+    with pytest.raises(DataError) as caught:
+        prepare(make_params(), tmp_path, tmp_path / "prepared")
+    message = str(caught.value)
+    assert "data.csv: not UTF-8 at byte offset 53 (line 3: byte 0xe1)" in message
+    assert "save the file as UTF-8" in message
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_a_binary_file_named_csv_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_bytes(b"PK\x03\x04\x14\x00\x06\x00 zipped workbook")
+    with pytest.raises(DataError, match=r"data\.csv: binary file \(NUL byte at byte offset 5\)"):
+        prepare(make_params(), tmp_path, tmp_path / "prepared")
