@@ -57,7 +57,11 @@ class TrainingSetup:
     monitor: str = "val/loss"  # checkpoint and early-stopping metric
     mode: str = "min"  # "min" or "max" for `monitor`
     gradient_clip: float | None = None  # max gradient norm; None: the module clips itself
-    extra_files: dict[str, Any] = field(default_factory=dict)  # name -> object kept beside it
+    extra_files: dict[str, Any] = field(default_factory=dict)  # name -> JSON-able data: name.json
+    # name -> object pickled to name.pkl beside the checkpoint. Only the TFT's dataset
+    # parameters still need it (fitted pytorch-forecasting encoders); a pickle runs code when
+    # loaded, so nothing new may use it.
+    pickled_files: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -157,6 +157,8 @@ def train_model(
         trainer.fit(setup.module, setup.train_loader, setup.val_loader)
         seconds = time.perf_counter() - started
         for file_name, value in setup.extra_files.items():
+            (work_dir / f"{file_name}.json").write_text(json.dumps(value))
+        for file_name, value in setup.pickled_files.items():
             with open(work_dir / f"{file_name}.pkl", "wb") as handle:
                 pickle.dump(value, handle)
         if final_dir.exists():

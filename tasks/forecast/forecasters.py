@@ -5,6 +5,7 @@ A kind is registered in FORECASTERS; later model families add an entry, not edit
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,12 +77,35 @@ def _window_loaders(arrays: SeriesArrays, params: Params) -> tuple[WindowLoader,
     return loaders[0], loaders[1]
 
 
-COVARIATE_STATS = "covariate_stats"  # file (.pkl) beside a window model's checkpoint
+COVARIATE_STATS = "covariate_stats"  # file (.json) beside a window model's checkpoint
 
 
 def _scaling(arrays: SeriesArrays) -> dict[str, Any]:
-    """Returns the files a window model keeps: its covariates' training standardisation."""
-    return {COVARIATE_STATS: arrays.covariate_stats}
+    """Returns the files a window model keeps: its covariates' training standardisation, as
+    JSON ({series: {"mean": [...], "std": [...]}})."""
+    stats = {
+        series: {"mean": mean.tolist(), "std": std.tolist()}
+        for series, (mean, std) in arrays.covariate_stats.items()
+    }
+    return {COVARIATE_STATS: stats}
+
+
+def read_covariate_stats(model_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """Returns the covariate standardisation a window model was trained with (None for the
+    TFT, which keeps its own); a model saved before it was JSON must be trained again."""
+    path = model_dir / f"{COVARIATE_STATS}.json"
+    if not path.exists():
+        if (model_dir / f"{COVARIATE_STATS}.pkl").exists():
+            raise DataError(
+                f"{model_dir}: the model keeps its covariate scaling as a pickle, which "
+                "trainyard no longer loads (it runs code); train and register it again"
+            )
+        return None
+    stats = json.loads(path.read_text())
+    return {
+        series: (np.asarray(v["mean"], dtype=np.float32), np.asarray(v["std"], dtype=np.float32))
+        for series, v in stats.items()
+    }
 
 
 def _input_size(arrays: SeriesArrays) -> int:
@@ -235,7 +259,7 @@ def setup_tft(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Trai
         loaders[0],
         loaders[1],
         hparams,
-        extra_files={"dataset_parameters": training.get_parameters()},
+        pickled_files={"dataset_parameters": training.get_parameters()},
         gradient_clip=train.gradient_clip,
     )
 

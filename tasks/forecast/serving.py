@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import torch
 from trainyard.errors import DataError
 from trainyard.tasks.family import CHECKPOINT
 from trainyard.tasks.forecast.config import Params, params_from_dict
-from trainyard.tasks.forecast.forecasters import COVARIATE_STATS, FORECASTERS
+from trainyard.tasks.forecast.forecasters import FORECASTERS, read_covariate_stats
 from trainyard.tasks.forecast.prepare import regularize
 from trainyard.tasks.forecast.validate import series_labels, validate_table
 from trainyard.tasks.forecast.windows import SeriesArrays, WindowIndex
@@ -72,9 +71,8 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
         self.kind = context.model_config["kind"]
         self.model_dir = Path(context.artifacts["model_dir"])
         self.module = FORECASTERS[self.kind].load(self.model_dir / CHECKPOINT)
-        stats = self.model_dir / f"{COVARIATE_STATS}.pkl"
         # LSTM/TCN covariates are scaled with their training statistics (the TFT keeps its own).
-        self.covariate_stats = pickle.loads(stats.read_bytes()) if stats.exists() else None
+        self.covariate_stats = read_covariate_stats(self.model_dir)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
         spec, windows = self.params.dataset, self.params.windows

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from trainyard.errors import DataError
 from trainyard.models.forecast.tcn import CausalConv1d, TCNForecaster, TCNNetwork, receptive_field
 from trainyard.models.forecast.tft import split_metric_name
 from trainyard.tasks.family import CHECKPOINT
@@ -384,3 +385,25 @@ def test_tft_sees_exactly_the_lstm_windows_on_data_with_gaps(tmp_path: Path) -> 
         # Every TFT window spans exactly encoder + horizon steps: none bridges a gap.
         span = decoded["time_idx_last"] - decoded["time_idx_first"] + 1
         assert (span == windows.encoder_length + windows.horizon).all()
+
+
+def test_a_window_model_keeps_its_covariate_scaling_as_json_not_a_pickle(
+    prepared_path: Path, tmp_path: Path
+) -> None:
+    from trainyard.tasks.forecast.forecasters import read_covariate_stats
+
+    params = tiny_params(max_epochs=1, limit_train_batches=2)
+    train_model(FORECAST, "lstm", prepared_path, params, tmp_path)
+    model_dir = tmp_path / "lstm"
+    assert not list(model_dir.glob("*.pkl"))
+    table, _ = read_prepared(prepared_path)
+    expected = SeriesArrays.from_prepared(table, params.dataset).covariate_stats
+    stats = read_covariate_stats(model_dir)
+    assert stats.keys() == expected.keys()
+    for series, (mean, std) in expected.items():
+        np.testing.assert_allclose(stats[series][0], mean)
+        np.testing.assert_allclose(stats[series][1], std)
+    # A model saved with the old pickle is refused, never unpickled.
+    (model_dir / "covariate_stats.json").rename(model_dir / "covariate_stats.pkl")
+    with pytest.raises(DataError, match="no longer loads"):
+        read_covariate_stats(model_dir)
