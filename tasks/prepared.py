@@ -71,15 +71,31 @@ def read_table(path: Path, family: str) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise MissingStepError(
             f"{path}: no prepared data; run `trainyard prepare --family {family}` first"
         )
+    again = (
+        f"run `trainyard prepare --family {family}` again to rewrite it, or restore the "
+        "version DVC recorded with `dvc checkout`"
+    )
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the prepared file is empty (0 bytes); {again}")
     try:
         arrow = pq.read_table(path)
-        meta = json.loads(arrow.schema.metadata[META_KEY])
+        frame = arrow.to_pandas()
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataError(
-            f"{path}: not a file `trainyard prepare --family {family}` wrote ({error}); "
-            "run it again"
+            f"{path}: the prepared file cannot be read, it is truncated or damaged ({reason}); "
+            f"{again}"
         ) from None
-    return arrow.to_pandas(), meta
+    try:
+        meta = json.loads((arrow.schema.metadata or {})[META_KEY])
+    except (KeyError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or "source" not in meta:
+        raise DataError(
+            f"{path}: holds no record of how it was prepared, so it is not a file "
+            f"`trainyard prepare --family {family}` wrote; {again}"
+        )
+    return frame, meta
 
 
 def check_prepared_with(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Self, TypeVar
 
@@ -71,6 +72,34 @@ NumberList = Annotated[list[Number], BeforeValidator(_list)]
 WholeNumberList = Annotated[list[WholeNumber], BeforeValidator(_list)]
 
 
+def too_small(section: BaseModel, prefix: str, minimum: float, *names: str) -> list[str]:
+    """Returns "prefix.name must be at least minimum, got value" for each named field below it."""
+    return [
+        f"{prefix}.{name} must be at least {minimum}, got {getattr(section, name)}"
+        for name in names
+        if getattr(section, name) < minimum
+    ]
+
+
+def outside(
+    section: BaseModel, prefix: str, name: str, low: float, high: float, *, open_high: bool = False
+) -> list[str]:
+    """Returns a problem when field `name` lies outside [low, high] (or [low, high))."""
+    value = getattr(section, name)
+    if low <= value < high or (value == high and not open_high):
+        return []
+    closing = ")" if open_high else "]"
+    return [f"{prefix}.{name} must be in [{low}, {high}{closing}, got {value}"]
+
+
+class ValueProblems(ValueError):
+    """A section's values that cannot work together or at all, one sentence each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
 class Section(BaseModel):
     """A params.yaml section: unknown keys are errors; assignments are checked too."""
 
@@ -93,11 +122,51 @@ class RunConfig(Section):
     families: TextList = Field(default_factory=lambda: ["forecast", "rl"])  # run in order
 
 
+RESERVED_ALIASES = ("challenger", "latest")  # challenger: every new best; latest: MLflow's
+ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+
+
 class RegisterConfig(Section):
     """Registry settings shared by every family."""
 
     enabled: Flag = True  # register trained models in the MLflow model registry
     experiment: Text = ""  # MLflow experiment; empty = "trainyard-<dataset or environment>"
+    # The aliases a version is promoted through, in order (e.g. [staging, production]); the
+    # pipeline's gate promotes into the first, `trainyard promote --to NEXT` moves it on.
+    stages: TextList = Field(default_factory=lambda: ["champion"])
+
+    @model_validator(mode="after")
+    def _check_stages(self) -> Self:
+        if not self.stages:
+            raise ValueError("register.stages must name at least one stage, e.g. [champion]")
+        for stage in self.stages:
+            if stage in RESERVED_ALIASES or not ALIAS_PATTERN.match(stage):
+                raise ValueError(
+                    f"register.stages: {stage!r} cannot be a stage; use a name of letters, "
+                    f"digits, - and _ starting with a letter, other than {RESERVED_ALIASES}"
+                )
+            if re.fullmatch(r"v\d+", stage):
+                raise ValueError(f"register.stages: {stage!r} is how MLflow names versions")
+        if len(set(self.stages)) != len(self.stages):
+            raise ValueError(f"register.stages lists a stage twice: {self.stages}")
+        return self
+
+
+class StageGate(Section):
+    """What a version must show to be promoted into one stage (see `gate:` in params.yaml)."""
+
+    # Relative improvement over the stage's current holder, both scored on the same evaluation
+    # set: 0.02 = at least 2% better in the metric's direction; 0 = strictly better.
+    min_margin: Number = 0.0
+    # metric -> bound the version must meet on the current evaluation set, in the metric's
+    # direction (a ceiling for error metrics such as mase, a floor for success_rate).
+    limits: dict[str, Number] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_margin(self) -> Self:
+        if not 0.0 <= self.min_margin < 1.0:
+            raise ValueError(f"gate min_margin must be in [0, 1), not {self.min_margin}")
+        return self
 
 
 class TrainBase(Section):
@@ -117,12 +186,10 @@ class TrainBase(Section):
             problems.append("train.models must name at least one model")
         if len(set(self.models)) != len(self.models):
             problems.append(f"train.models lists a model twice: {self.models}")
-        for name in ("max_epochs", "patience"):
-            if getattr(self, name) < 1:
-                problems.append(f"train.{name} must be at least 1")
-        for name in ("limit_train_batches", "parallel"):
-            if getattr(self, name) < 0:
-                problems.append(f"train.{name} must be 0 or more")
+        problems += too_small(self, "train", 1, "max_epochs", "patience")
+        problems += too_small(self, "train", 0, "limit_train_batches", "parallel", "seed")
+        if self.seed >= 2**32:
+            problems.append(f"train.seed must be below 2**32 (a numpy seed), got {self.seed}")
         return problems
 
 
@@ -138,16 +205,20 @@ class FamilySection(Section):
     section_name: ClassVar[str] = ""  # its key in params.yaml, e.g. "forecast"
     train: TrainBase
     evaluate: EvaluateBase
+    # stage -> its gate for this family's models; a stage not listed needs only to beat the
+    # best baseline and its current holder.
+    gate: dict[str, StageGate] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_values(self) -> Self:
         problems = self.problems()
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueProblems(problems)
         return self
 
     def problems(self) -> list[str]:
-        """Returns what is wrong with values whatever the data (empty when nothing is)."""
+        """Returns what is wrong with values whatever the data (empty when nothing is), each
+        starting with its dotted key below the section, e.g. "train.batch_size must be ..."."""
         return self.train.common_problems()
 
     @classmethod
@@ -189,8 +260,11 @@ def _messages(error: ValidationError, cls: type[BaseModel], where: str) -> list[
         if kind == "model_type" or kind == "model_attributes_type":
             problems.append(f"{key} must be a mapping, got {item['input']!r}")
         elif kind == "value_error":
-            text = str(item.get("ctx", {}).get("error", item["msg"]))
-            problems.append(f"{key} {text}" if loc else f"{where}: {text}")
+            cause = item.get("ctx", {}).get("error", item["msg"])
+            if isinstance(cause, ValueProblems):  # each names its key below this section
+                problems += [f"{key}.{problem}" for problem in cause.problems]
+            else:
+                problems.append(f"{key} {cause}" if loc else f"{where}: {cause}")
         else:
             problems.append(f"{key}: {item['msg'].lower()} (got {item['input']!r})")
     for parent, names in unknown.items():

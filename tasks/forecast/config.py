@@ -17,6 +17,8 @@ from trainyard.config import (
     TrainBase,
     WholeNumber,
     WholeNumberList,
+    outside,
+    too_small,
 )
 from trainyard.errors import ConfigError
 
@@ -127,11 +129,7 @@ class Params(FamilySection):
         """Returns what is wrong with values whatever the data (empty when nothing is)."""
         params = self
         w = params.windows
-        problems = [
-            f"windows.{name} must be at least 1"
-            for name in ("encoder_length", "horizon")
-            if getattr(w, name) < 1
-        ]
+        problems = too_small(w, "windows", 1, "encoder_length", "horizon")
         problems += [
             f"windows.{name} ({getattr(w, name)}) must be at least windows.horizon ({w.horizon})"
             for name in ("validation_length", "holdout_length")
@@ -139,29 +137,54 @@ class Params(FamilySection):
         ]
         if params.dataset.missing_target not in ("error", "gap"):
             problems.append("dataset.missing_target must be 'error' or 'gap'")
-        if params.dataset.season_length < 1:
-            problems.append("dataset.season_length must be at least 1")
+        problems += too_small(params.dataset, "dataset", 1, "season_length")
         problems += params.train.common_problems()
-        if params.train.batch_size < 1:
-            problems.append(f"train.batch_size must be at least 1, got {params.train.batch_size}")
-        if params.train.gradient_clip <= 0:
-            problems.append("train.gradient_clip must be above 0")
-        if params.train.learning_rate <= 0:
-            problems.append("train.learning_rate must be above 0")
-        quantiles = params.train.tft.quantiles
-        if "tft" in params.train.models and (
-            0.5 not in quantiles or any(not 0 < q < 1 for q in quantiles)
-        ):
-            problems.append(
-                f"train.tft.quantiles must lie between 0 and 1 and include 0.5 (the point "
-                f"forecast), got {quantiles}"
-            )
+        problems += self.model_problems()
         if params.evaluate.classical not in ("ets", "none"):
             problems.append("evaluate.classical must be 'ets' or 'none'")
-        if params.evaluate.stride < 1:
-            problems.append("evaluate.stride must be at least 1")
+        problems += too_small(params.evaluate, "evaluate", 1, "stride")
+        problems += too_small(params.evaluate, "evaluate", 0, "plot_series")
         if params.evaluate.metric not in METRICS:
             problems.append(f"evaluate.metric must be one of {', '.join(METRICS)}")
+        return problems
+
+    def model_problems(self) -> list[str]:
+        """Returns what is wrong with the optimiser and model sizes (checked before prepare, so
+        a bad TFT setting cannot fail after the other models trained for minutes)."""
+        train = self.train
+        problems = too_small(train, "train", 1, "batch_size")
+        for name in ("gradient_clip", "learning_rate"):
+            if getattr(train, name) <= 0:
+                problems.append(f"train.{name} must be above 0, got {getattr(train, name)}")
+        problems += too_small(train.lstm, "train.lstm", 1, "hidden_size", "num_layers")
+        problems += too_small(train.tcn, "train.tcn", 1, "channels", "kernel_size")
+        if not train.tcn.dilations or min(train.tcn.dilations) < 1:
+            problems.append(
+                f"train.tcn.dilations must list whole numbers of at least 1, got "
+                f"{train.tcn.dilations}"
+            )
+        problems += too_small(
+            train.tft,
+            "train.tft",
+            1,
+            "hidden_size",
+            "attention_head_size",
+            "hidden_continuous_size",
+        )
+        for name in ("lstm", "tcn", "tft"):
+            problems += outside(
+                getattr(train, name), f"train.{name}", "dropout", 0, 1, open_high=True
+            )
+        quantiles = train.tft.quantiles
+        if "tft" in train.models and (
+            0.5 not in quantiles
+            or any(not 0 < q < 1 for q in quantiles)
+            or quantiles != sorted(set(quantiles))
+        ):
+            problems.append(
+                "train.tft.quantiles must lie between 0 and 1, be increasing without repeats and "
+                f"include 0.5 (the point forecast), e.g. [0.1, 0.5, 0.9]; got {quantiles}"
+            )
         return problems
 
 

@@ -127,27 +127,52 @@ def read_prepared_for(path: Path, params: Params) -> pd.DataFrame:
     return table
 
 
+# A series whose seasonal naive MAE over its training part is below this share of its mean
+# absolute level changes by less than float32's resolution (its machine epsilon, 1.2e-7): the
+# models, trained in float32, see a constant, and MASE would mostly measure rounding.
+NEAR_CONSTANT = float(np.finfo(np.float32).eps)
+
+
+def _shown(labels: list[str]) -> str:
+    return ", ".join(labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
+
+
 def check_scales(table: pd.DataFrame, spec: DatasetConfig, source: str) -> None:
     """Raises DataError naming the series whose training part the seasonal naive forecast
-    fits exactly (constant or exactly periodic, or no two observed steps a season apart): MASE
-    has nothing to divide by, so it is refused before any model trains on it."""
+    fits exactly (constant or exactly periodic, or no two observed steps a season apart), or
+    all but exactly (changes below float32's resolution): MASE has nothing, or almost nothing,
+    to divide by, so such series are refused before any model trains on them."""
     from trainyard.tasks.forecast.metrics import seasonal_naive_scale
 
     train = table[table["split"] == "train"]
-    flat = []
+    flat, near = [], []
     for label, part in train.groupby(series_labels(train, spec.series_columns), sort=True):
+        values = part[spec.target].to_numpy(dtype="float64")
         try:
-            seasonal_naive_scale(part[spec.target].to_numpy(dtype="float64"), spec.season_length)
+            scale = seasonal_naive_scale(values, spec.season_length)
         except ValueError:
             flat.append(str(label))
+            continue
+        level = float(np.nanmean(np.abs(values)))
+        if scale < NEAR_CONSTANT * level:
+            near.append(f"{label} (seasonal naive MAE {scale:.3g} at mean level {level:.3g})")
+    problems = []
     if flat:
-        shown = ", ".join(flat[:10]) + (f" and {len(flat) - 10} more" if len(flat) > 10 else "")
-        raise DataError(
-            f"{source}: {spec.target} is constant or repeats exactly every season "
-            f"({spec.season_length} steps) over the training part of series {shown}: the "
+        problems.append(
+            f"{spec.target} is constant or repeats exactly every season "
+            f"({spec.season_length} steps) over the training part of series {_shown(flat)}: the "
             "seasonal naive forecast is exact there, so MASE has nothing to divide by; drop "
             "these series, or check the data and dataset.season_length"
         )
+    if near:
+        problems.append(
+            f"{spec.target} is nearly constant over the training part of series "
+            f"{_shown(near)}: it changes by less than float32's resolution (1.2e-7 of its "
+            "level), so models train on a constant and MASE would divide by almost nothing; "
+            "drop these series, or check the data (a stuck sensor, a unit or rounding error)"
+        )
+    if problems:
+        raise DataError(f"{source}: " + "; and ".join(problems))
 
 
 def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:

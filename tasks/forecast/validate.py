@@ -85,10 +85,6 @@ def _is_trainable(values: pd.Series) -> pd.Series:
     return pd.Series(~huge, index=values.index)
 
 
-def _is_time(values: pd.Series) -> pd.Series:
-    return values.isna() | pd.to_datetime(values, errors="coerce", format="mixed").notna()
-
-
 def _schema(spec: DatasetConfig) -> pa.DataFrameSchema:
     numeric = [
         pa.Check(_is_number, error="not a number"),
@@ -96,9 +92,8 @@ def _schema(spec: DatasetConfig) -> pa.DataFrameSchema:
         pa.Check(_is_trainable, error="too large"),
     ]
     columns = {
-        spec.time_column: pa.Column(
-            nullable=False, checks=pa.Check(_is_time, error="not a date/time")
-        ),
+        # Whether the times can be read is checked by read_times, which parses them once.
+        spec.time_column: pa.Column(nullable=False),
         spec.target: pa.Column(nullable=spec.missing_target == "gap", checks=numeric),
     }
     for name in spec.series_columns:
@@ -156,6 +151,199 @@ def _schema_problems(
             )
         )
     return problems
+
+
+NUMBER_KINDS = ("integer", "floating", "mixed-integer-float", "decimal")
+EPOCH_UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+
+
+def _holds_numbers(values: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return False
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return True
+    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in NUMBER_KINDS
+
+
+def _numbers_fix(value: float, column: str) -> str:
+    """Returns how to turn a time column of numbers like `value` into dates, guessing its kind."""
+    cells = f"df[{column!r}]"
+    whole = float(value).is_integer()
+    if whole and 1000 <= value <= 9999:
+        how = f"{cells} = pd.to_datetime({cells}.astype(str), format='%Y') if it holds years"
+    elif (
+        whole
+        and 10**7 <= value < 10**8
+        and pd.notna(pd.to_datetime(str(int(value)), format="%Y%m%d", errors="coerce"))
+    ):
+        how = f"{cells} = pd.to_datetime({cells}.astype(str), format='%Y%m%d') (YYYYMMDD dates)"
+    else:
+        size = abs(value)
+        unit = "s" if size < 1e11 else "ms" if size < 1e14 else "us" if size < 1e17 else "ns"
+        try:
+            when = f" ({value} would be {pd.to_datetime(value, unit=unit)})"
+        except (ValueError, OverflowError):  # beyond the dates pandas can hold
+            when = ""
+        how = (
+            f"{cells} = pd.to_datetime({cells}, unit={unit!r}) if it counts {EPOCH_UNITS[unit]} "
+            f"since 1970-01-01 UTC{when}"
+        )
+    return f"convert the column to dates and save the table again, e.g. with pandas: {how}"
+
+
+def _offset_label(value: object) -> str | None:
+    """Returns a time's UTC offset as "+01:00", "no offset" when it has none, None if unreadable."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if pd.isna(stamp):
+        return None
+    offset = stamp.utcoffset()
+    if offset is None:
+        return "no offset"
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _mixed_offsets_problem(
+    values: pd.Series, column: str, labels: pd.Series
+) -> tuple[Problem | None, pd.Series]:
+    """Returns the problem of times with different UTC offsets (None when they share one) and
+    each value's offset label (None where a value cannot be read)."""
+    offsets = values.map(_offset_label, na_action="ignore").where(values.notna(), None)
+    known = offsets.dropna()
+    if known.nunique() < 2:
+        return None, offsets
+    firsts = known.drop_duplicates()
+    seen = ", ".join(f"{label} (first in row {row + 1})" for row, label in firsts.iloc[:4].items())
+    more = f" and {len(firsts) - 4} more" if len(firsts) > 4 else ""
+    rows = np.flatnonzero((offsets.notna() & offsets.ne(known.iloc[0])).to_numpy())
+    return (
+        Problem(
+            column=column,
+            what=f"times with different UTC offsets: {seen}{more}; a table needs one time zone",
+            fix=(
+                "write every time in one zone: all in UTC (with pandas, "
+                f"pd.to_datetime(df[{column!r}], utc=True)), or all as local times without an "
+                "offset; daylight saving gives one zone two offsets, so use UTC for hourly data"
+            ),
+            rows=[int(r) + 1 for r in rows],
+            series=sorted(labels.iloc[rows].unique().tolist()),
+        ),
+        offsets,
+    )
+
+
+def _daylight_saving_problems(
+    times: pd.Series, spec: DatasetConfig, labels: pd.Series
+) -> list[Problem]:
+    """Returns a problem when times finer than a day lie in a zone whose UTC offset changes:
+    as local times an hour would repeat (autumn) or go missing (spring)."""
+    try:
+        offset = pd.tseries.frequencies.to_offset(spec.frequency)
+    except ValueError:
+        return []  # the grid check reports the unknown frequency
+    if not isinstance(offset, pd.offsets.Tick) or pd.Timedelta(offset) >= pd.Timedelta(days=1):
+        return []
+    utc_offsets = (times.dt.tz_localize(None) - times.dt.tz_convert("UTC").dt.tz_localize(None))[
+        times.notna()
+    ]
+    changes = utc_offsets.index[utc_offsets.ne(utc_offsets.shift())][1:]
+    if changes.empty:
+        return []
+    rows = np.asarray(changes, dtype=int)
+    return [
+        Problem(
+            column=spec.time_column,
+            what=(
+                f"times in zone {times.dt.tz} change UTC offset (daylight saving): as local "
+                f"{spec.frequency} times an hour would repeat or go missing"
+            ),
+            fix=(
+                "convert the column to UTC and save the table again, e.g. with pandas: "
+                f"df[{spec.time_column!r}] = df[{spec.time_column!r}].dt.tz_convert('UTC')"
+            ),
+            rows=[int(r) + 1 for r in rows],
+            series=sorted(labels.iloc[rows].unique().tolist()),
+        )
+    ]
+
+
+def _parse_times(
+    values: pd.Series, column: str, labels: pd.Series
+) -> tuple[pd.Series | None, list[Problem]]:
+    """Returns text or datetime objects parsed to datetimes (tz-aware when they carry one
+    offset), or None and the problems: unreadable values, or different UTC offsets."""
+    present = values.notna()
+    try:
+        times = pd.to_datetime(values, errors="coerce", format="mixed")
+        unread = present & times.isna()
+    except ValueError:  # pandas refuses text mixing UTC offsets, or offsets and none
+        times, unread = None, present
+    if not unread.any():
+        return times, []
+    # Unreadable, or in another zone: pandas raised, or (Timestamp objects) coerced it to NaT.
+    mixed, offsets = _mixed_offsets_problem(values, column, labels)
+    if mixed is not None:
+        unreadable = np.flatnonzero((present & offsets.isna()).to_numpy())
+        if len(unreadable):
+            return None, [mixed, _unreadable_problem(column, unreadable, labels)]
+        return None, [mixed]
+    if times is None:  # one offset written two ways ("Z" and "+00:00")
+        times = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+        first = pd.Timestamp(values[present].iloc[0]).utcoffset()
+        times = times.dt.tz_localize(None) + first  # the local clock time of that offset
+        unread = present & times.isna()
+    if unread.any():
+        return None, [_unreadable_problem(column, np.flatnonzero(unread.to_numpy()), labels)]
+    return times, []
+
+
+def read_times(frame: pd.DataFrame, spec: DatasetConfig) -> tuple[pd.Series, list[Problem]]:
+    """Returns the time column as naive datetimes and its problems (when there are any, the
+    times are NaT).
+
+    Times with a zone keep their local clock time and lose the zone: 2024-01-01T00:00:00+01:00
+    becomes 2024-01-01 00:00:00. Local times keep daily and coarser grids (W-SAT, MS) and the
+    calendar on the dates the data names; converting to UTC would move such a midnight to the
+    day before. The table must therefore use one UTC offset (or none), and times finer than a
+    day must not cross a daylight-saving change (their local clock repeats an hour).
+    """
+    column = spec.time_column
+    values = frame[column]
+    labels = series_labels(frame, spec.series_columns)
+    unset = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+    if _holds_numbers(values):
+        present = values.notna().to_numpy()
+        if not present.any():
+            return unset, []  # the schema reports the empty cells
+        row = int(np.argmax(present))
+        first = values.iloc[row]
+        first = int(first) if float(first).is_integer() and abs(first) < 1e18 else float(first)
+        what = f"numbers instead of dates/times (row {row + 1} holds {first})"
+        return unset, [Problem(column, what, _numbers_fix(first, column))]
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        times = values
+    else:
+        times, problems = _parse_times(values, column, labels)
+        if times is None:
+            return unset, problems
+    if isinstance(times.dtype, pd.DatetimeTZDtype):
+        problems = _daylight_saving_problems(times, spec, labels)
+        return (unset if problems else times.dt.tz_localize(None)), problems
+    return times, []
+
+
+def _unreadable_problem(column: str, rows: np.ndarray, labels: pd.Series) -> Problem:
+    return Problem(
+        column=column,
+        what=WHAT["not a date/time"],
+        fix=FIXES["not a date/time"],
+        rows=[int(r) + 1 for r in rows],
+        series=sorted(labels.iloc[rows].unique().tolist()),
+    )
 
 
 def _order_problems(
@@ -282,11 +470,13 @@ def validate_table(
             ],
         )
     frame = frame[required].reset_index(drop=True)
+    times, problems = read_times(frame, spec)
     try:
         _schema(spec).validate(frame, lazy=True)
     except SchemaErrors as error:
-        raise DataValidationError(source, _schema_problems(frame, spec, error)) from None
-    times = pd.to_datetime(frame[spec.time_column], format="mixed")
+        problems += _schema_problems(frame, spec, error)
+    if problems:
+        raise DataValidationError(source, problems)
     problems = _order_problems(frame, times, spec, windows) + _empty_covariate_problems(frame, spec)
     if problems:
         raise DataValidationError(source, problems)

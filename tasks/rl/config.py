@@ -17,6 +17,8 @@ from trainyard.config import (
     TrainBase,
     WholeNumber,
     WholeNumberList,
+    outside,
+    too_small,
 )
 
 SECTION = "rl"
@@ -153,9 +155,9 @@ class Params(FamilySection):
         problems = params.train.common_problems()
         env, train = params.env, params.train
         if env.is_treasure_hunt:
-            for name in ("size", "num_agents", "num_treasures", "max_steps", "view_radius"):
-                if getattr(env, name) < 1:
-                    problems.append(f"env.{name} must be at least 1")
+            problems += too_small(
+                env, "env", 1, "size", "num_agents", "num_treasures", "max_steps", "view_radius"
+            )
             if env.num_treasures > env.size**2 - env.num_agents:
                 problems.append(
                     f"env.num_treasures ({env.num_treasures}) does not fit beside "
@@ -163,30 +165,45 @@ class Params(FamilySection):
                 )
             if env.observation not in ("vector", "grid"):
                 problems.append("env.observation must be 'vector' or 'grid'")
-        for name in ("episodes",):
-            if getattr(params.scenarios, name) < 1:
-                problems.append(f"scenarios.{name} must be at least 1")
-        for name in ("num_envs", "steps_per_epoch", "validation_episodes"):
-            if getattr(train, name) < 1:
-                problems.append(f"train.{name} must be at least 1")
+        problems += too_small(params.scenarios, "scenarios", 1, "episodes")
+        problems += too_small(params.scenarios, "scenarios", 0, "seed")
+        problems += too_small(
+            train, "train", 1, "num_envs", "steps_per_epoch", "validation_episodes"
+        )
         for agent in ("dqn", "a2c"):
             section = getattr(train, agent)
-            if section.lr <= 0:
-                problems.append(f"train.{agent}.lr must be above 0")
+            for name in ("lr", "gradient_clip"):
+                if getattr(section, name) <= 0:
+                    problems.append(
+                        f"train.{agent}.{name} must be above 0, got {getattr(section, name)}"
+                    )
             if not 0 < section.gamma <= 1:
-                problems.append(f"train.{agent}.gamma must be in (0, 1]")
+                problems.append(f"train.{agent}.gamma must be in (0, 1], got {section.gamma}")
             if not section.hidden_sizes or min(section.hidden_sizes) < 1:
                 problems.append(f"train.{agent}.hidden_sizes must list positive widths")
         dqn = train.dqn
         if dqn.batch_size < 1 or dqn.buffer_size < dqn.batch_size:
-            problems.append("train.dqn.batch_size must be at least 1 and at most buffer_size")
+            problems.append(
+                f"train.dqn.batch_size must be at least 1 and at most buffer_size "
+                f"({dqn.buffer_size}), got {dqn.batch_size}"
+            )
         for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction"):
             if not 0 <= getattr(dqn, name) <= 1:
-                problems.append(f"train.dqn.{name} must be between 0 and 1")
-        if train.a2c.n_steps < 1:
-            problems.append("train.a2c.n_steps must be at least 1")
+                problems.append(
+                    f"train.dqn.{name} must be between 0 and 1, got {getattr(dqn, name)}"
+                )
+        problems += too_small(dqn, "train.dqn", 1, "train_freq", "target_update_interval")
+        problems += too_small(
+            dqn, "train.dqn", 0, "learning_starts", "warm_start_episodes", "per_alpha"
+        )
+        problems += outside(dqn, "train.dqn", "per_beta", 0, 1)
+        a2c = train.a2c
+        problems += too_small(a2c, "train.a2c", 1, "n_steps")
+        problems += outside(a2c, "train.a2c", "gae_lambda", 0, 1)
+        problems += too_small(a2c, "train.a2c", 0, "ent_coef", "vf_coef")
         if params.evaluate.metric not in METRICS:
             problems.append(f"evaluate.metric must be one of {', '.join(METRICS)}")
+        problems += too_small(params.evaluate, "evaluate", 0, "gif_episodes")
         return problems
 
 

@@ -17,6 +17,8 @@ from trainyard.config import (
     TextList,
     TrainBase,
     WholeNumber,
+    outside,
+    too_small,
 )
 
 SECTION = "text"
@@ -98,32 +100,27 @@ class Params(FamilySection):
         problems = train.common_problems()
         for name in ("validation_fraction", "test_fraction"):
             if not 0 < getattr(corpus, name) < 0.5:
-                problems.append(f"corpus.{name} must be above 0 and below 0.5")
-        if corpus.min_char_count < 1:
-            problems.append("corpus.min_char_count must be at least 1")
+                problems.append(
+                    f"corpus.{name} must be above 0 and below 0.5, got {getattr(corpus, name)}"
+                )
+        problems += too_small(corpus, "corpus", 1, "min_char_count")
         if corpus.dedupe_min_chars < 0:
             problems.append("corpus.dedupe_min_chars must be 0 (keep every line) or more")
-        for name in ("batch_size", "bptt"):
-            if getattr(train, name) < 1:
-                problems.append(f"train.{name} must be at least 1")
-        if train.learning_rate <= 0:
-            problems.append("train.learning_rate must be above 0")
-        if train.weight_decay < 0 or train.gradient_clip <= 0:
-            problems.append("train.weight_decay must be 0 or more and gradient_clip above 0")
-        for name in ("embedding_size", "hidden_size", "num_layers"):
-            if getattr(lstm, name) < 1:
-                problems.append(f"train.lstm.{name} must be at least 1")
-        if not 0 <= lstm.dropout < 1:
-            problems.append("train.lstm.dropout must be in [0, 1)")
+        problems += too_small(corpus, "corpus", 0, "seed")
+        problems += too_small(train, "train", 1, "batch_size", "bptt")
+        for name in ("learning_rate", "gradient_clip"):
+            if getattr(train, name) <= 0:
+                problems.append(f"train.{name} must be above 0, got {getattr(train, name)}")
+        problems += too_small(train, "train", 0, "weight_decay")
+        problems += too_small(lstm, "train.lstm", 1, "embedding_size", "hidden_size", "num_layers")
+        problems += outside(lstm, "train.lstm", "dropout", 0, 1, open_high=True)
         evaluate = self.evaluate
         if evaluate.metric not in METRICS:
             problems.append(f"evaluate.metric must be one of {', '.join(METRICS)}")
-        if evaluate.max_ngram_order < 1:
-            problems.append("evaluate.max_ngram_order must be at least 1")
+        problems += too_small(evaluate, "evaluate", 1, "max_ngram_order", "sample_length")
         if evaluate.temperature < 0:
             problems.append("evaluate.temperature must be 0 (greedy) or more")
-        if evaluate.sample_length < 1:
-            problems.append("evaluate.sample_length must be at least 1")
+        problems += too_small(evaluate, "evaluate", 0, "sample_seed")
         if not evaluate.prompts or any(not prompt for prompt in evaluate.prompts):
             problems.append("evaluate.prompts must list non-empty prompts")
         return problems

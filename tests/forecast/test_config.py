@@ -215,3 +215,80 @@ def test_unknown_model_name_is_refused_before_any_work() -> None:
 
     with pytest.raises(ConfigError, match="unknown model.*nbeats.*known: lstm, tcn, tft"):
         check_model_names(FORECAST, params_from_dict({"train": {"models": ["lstm", "nbeats"]}}))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"train": {"batch_size": 0}}, "params.train.batch_size must be at least 1, got 0"),
+        ({"train": {"batch_size": -8}}, "params.train.batch_size must be at least 1, got -8"),
+        ({"train": {"max_epochs": 0}}, "params.train.max_epochs must be at least 1, got 0"),
+        ({"train": {"patience": -1}}, "params.train.patience must be at least 1, got -1"),
+        ({"train": {"seed": -1}}, "params.train.seed must be at least 0, got -1"),
+        ({"train": {"learning_rate": 0}}, "params.train.learning_rate must be above 0, got 0.0"),
+        ({"train": {"learning_rate": -1e-3}}, "params.train.learning_rate must be above 0"),
+        ({"windows": {"encoder_length": 0}}, "params.windows.encoder_length must be at least 1"),
+        ({"windows": {"horizon": 0}}, "params.windows.horizon must be at least 1, got 0"),
+        (
+            {"windows": {"horizon": 12, "validation_length": 6}},
+            "params.windows.validation_length (6) must be at least windows.horizon (12)",
+        ),
+        ({"train": {"lstm": {"dropout": 1.0}}}, "params.train.lstm.dropout must be in [0, 1)"),
+        ({"train": {"tcn": {"dilations": []}}}, "params.train.tcn.dilations must list whole"),
+        ({"train": {"tcn": {"kernel_size": 0}}}, "params.train.tcn.kernel_size must be at least 1"),
+        (
+            {"train": {"tft": {"attention_head_size": 0}}},
+            "params.train.tft.attention_head_size must be at least 1, got 0",
+        ),
+        ({"evaluate": {"plot_series": -1}}, "params.evaluate.plot_series must be at least 0"),
+    ],
+)
+def test_out_of_range_values_name_the_key_and_the_allowed_range(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        params_from_dict(values)
+
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "quantiles",
+    [[0.1, 0.9], [0.0, 0.5, 0.9], [0.1, 0.5, 1.2], [0.9, 0.5, 0.1], [0.1, 0.5, 0.5, 0.9]],
+)
+def test_tft_quantiles_are_checked_when_the_params_load(quantiles: list[float]) -> None:
+    # Before this check, quantiles without 0.5 failed in the TFT's setup, after the other models
+    # had trained for minutes.
+    with pytest.raises(ConfigError) as caught:
+        params_from_dict({"train": {"models": ["lstm", "tft"], "tft": {"quantiles": quantiles}}})
+
+    message = str(caught.value)
+    assert "params.train.tft.quantiles must lie between 0 and 1" in message
+    assert "increasing without repeats and include 0.5" in message
+    assert f"got {quantiles}" in message
+
+
+def test_value_problems_in_a_file_name_the_file_and_the_dotted_key(tmp_path: Path) -> None:
+    path = write_params(tmp_path, {"train": {"batch_size": 0, "max_epochs": 0}})
+
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+
+    message = str(caught.value)
+    assert f"{path}: forecast.train.batch_size must be at least 1, got 0" in message
+    assert f"{path}: forecast.train.max_epochs must be at least 1, got 0" in message
+
+
+def test_a_zero_batch_size_is_refused_by_the_command_before_prepare_writes(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from trainyard.cli import app
+
+    path = write_params(tmp_path, {"train": {"batch_size": 0}})
+
+    result = CliRunner().invoke(app, ["prepare", "--family", "forecast", "--params", str(path)])
+
+    assert result.exit_code == 2
+    assert "forecast.train.batch_size must be at least 1, got 0" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "data").exists()

@@ -541,3 +541,190 @@ def test_a_binary_file_named_csv_is_refused(tmp_path: Path) -> None:
     (tmp_path / "data.csv").write_bytes(b"PK\x03\x04\x14\x00\x06\x00 zipped workbook")
     with pytest.raises(DataError, match=r"data\.csv: binary file \(NUL byte at byte offset 5\)"):
         prepare(make_params(), tmp_path, tmp_path / "prepared")
+
+
+# --- time zones and numbers in the time column -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first_offset", "later_offset", "seen"),
+    [
+        ("+01:00", "+02:00", ["+01:00 (first in row 1)", "+02:00 (first in row 21)"]),
+        ("", "+01:00", ["no offset (first in row 1)", "+01:00 (first in row 21)"]),
+    ],
+)
+def test_times_with_different_utc_offsets_name_the_rows_and_ask_for_one_zone(
+    tmp_path: Path, first_offset: str, later_offset: str, seen: list[str]
+) -> None:
+    frame = daily()
+    times = frame["date"] + "T00:00:00"
+    frame["date"] = times + first_offset
+    frame.loc[20:, "date"] = times[20:] + later_offset  # data rows 21..40
+    write_csv(tmp_path, frame)
+
+    error = prepare_fails(make_params(), tmp_path)
+
+    problem = only_problem(error)
+    assert problem.column == "date"
+    assert problem.rows == list(range(21, 41))
+    assert problem.series == [SINGLE_SERIES]
+    for text in seen:
+        assert text in problem.what
+    assert "one time zone" in problem.what
+    assert "pd.to_datetime(df['date'], utc=True)" in problem.fix
+    assert "local times without an offset" in problem.fix
+    assert "rows 21, 22, 23, 24, 25 and 15 more" in str(error)
+
+
+def test_mixed_offsets_and_unreadable_times_are_reported_together(tmp_path: Path) -> None:
+    frame = daily()
+    frame["date"] = frame["date"] + "T00:00:00+01:00"
+    frame.loc[30, "date"] = "2024-01-31T00:00:00+02:00"
+    frame.loc[4, "date"] = "not a date"
+    write_csv(tmp_path, frame)
+
+    error = prepare_fails(make_params(), tmp_path)
+
+    found = {(p.what.split(":")[0], tuple(p.rows)) for p in error.problems}
+    assert found == {
+        ("times with different UTC offsets", (31,)),
+        ("values that cannot be read as dates/times", (5,)),
+    }
+
+
+@pytest.mark.parametrize("written", ["csv +01:00", "csv Z", "parquet Europe/Paris"])
+def test_times_in_one_zone_keep_their_local_clock_time(tmp_path: Path, written: str) -> None:
+    # 2024-03-31 is a daylight-saving change in Paris: daily local times stay on the D grid.
+    frame = daily(start="2024-03-10")
+    dates = pd.to_datetime(frame["date"])
+    if written == "csv +01:00":
+        frame["date"] = dates.dt.strftime("%Y-%m-%dT%H:%M:%S+01:00")
+    elif written == "csv Z":
+        frame["date"] = dates.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    else:
+        frame["date"] = dates.dt.tz_localize("Europe/Paris")
+    name = "data.parquet" if written.startswith("parquet") else "data.csv"
+    if name.endswith(".parquet"):
+        frame.to_parquet(tmp_path / name, index=False)
+    else:
+        write_csv(tmp_path, frame)
+
+    summary = prepare(make_params(name), tmp_path, tmp_path / "prepared")
+
+    table, _ = read_prepared(Path(summary.path))
+    # Naive datetimes, as from a table without zones (an MLflow signature takes them as is).
+    assert pd.api.types.is_datetime64_dtype(table["date"])
+    assert not isinstance(table["date"].dtype, pd.DatetimeTZDtype)
+    assert table["date"].tolist() == dates.tolist()
+
+
+def test_hourly_times_across_a_daylight_saving_change_ask_for_utc(tmp_path: Path) -> None:
+    times = pd.date_range("2024-03-30", periods=60, freq="h", tz="Europe/Paris")
+    frame = pd.DataFrame({"date": times, "y": np.arange(60.0)})
+    frame.to_parquet(tmp_path / "data.parquet", index=False)
+    change = times.get_loc(pd.Timestamp("2024-03-31 03:00", tz="Europe/Paris"))  # after 01:00
+
+    problem = only_problem(prepare_fails(make_params("data.parquet", frequency="h"), tmp_path))
+
+    assert problem.column == "date"
+    assert "zone Europe/Paris change UTC offset (daylight saving)" in problem.what
+    assert problem.rows == [change + 1]
+    assert "df['date'] = df['date'].dt.tz_convert('UTC')" in problem.fix
+
+
+@pytest.mark.parametrize(
+    ("unit", "divisor", "first", "fix"),
+    [
+        ("seconds", 10**6, 1704067200, "pd.to_datetime(df['date'], unit='s')"),
+        ("milliseconds", 10**3, 1704067200000, "pd.to_datetime(df['date'], unit='ms')"),
+    ],
+)
+def test_epoch_numbers_in_the_time_column_are_refused_with_the_conversion(
+    tmp_path: Path, unit: str, divisor: int, first: int, fix: str
+) -> None:
+    frame = daily()
+    micros = pd.to_datetime(frame["date"]).astype("datetime64[us]").astype("int64")
+    frame["date"] = micros // divisor
+    frame.to_parquet(tmp_path / "data.parquet", index=False)
+
+    error = prepare_fails(make_params("data.parquet"), tmp_path)
+
+    problem = only_problem(error)
+    assert problem.column == "date"
+    assert problem.what == f"numbers instead of dates/times (row 1 holds {first})"
+    assert fix in problem.fix
+    assert f"counts {unit} since 1970-01-01 UTC ({first} would be 2024-01-01 00:00:00)" in str(
+        error
+    )
+
+
+def test_yyyymmdd_numbers_in_a_csv_time_column_suggest_their_format(tmp_path: Path) -> None:
+    frame = daily()
+    frame["date"] = frame["date"].str.replace("-", "")
+    write_csv(tmp_path, frame)
+
+    problem = only_problem(prepare_fails(make_params(), tmp_path))
+
+    assert problem.what == "numbers instead of dates/times (row 1 holds 20240101)"
+    assert "pd.to_datetime(df['date'].astype(str), format='%Y%m%d')" in problem.fix
+
+
+# --- nearly constant series ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["one tiny step", "float64 noise"])
+def test_a_nearly_constant_series_is_named_before_training(tmp_path: Path, change: str) -> None:
+    frame = panel({"a": 40, "b": 40})
+    b = frame["store"] == "b"
+    if change == "one tiny step":
+        frame.loc[b, "y"] = 5.0
+        frame.loc[frame.index[b][10], "y"] = 5.0 + 1e-9
+    else:
+        noise = np.random.default_rng(0).normal(0.0, 1e-9, int(b.sum()))
+        frame.loc[b, "y"] = 1000.0 + noise
+    write_csv(tmp_path, frame)
+
+    with pytest.raises(DataError) as caught:
+        prepare(make_params(series_columns=["store"]), tmp_path, tmp_path / "prepared")
+
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'data.csv'}: y is nearly constant")
+    assert "training part of series b (seasonal naive MAE" in message
+    assert "series a" not in message
+    assert "float32's resolution" in message and "drop these series" in message
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_a_series_of_small_values_is_not_called_constant(tmp_path: Path) -> None:
+    frame = daily()
+    frame["y"] = 1e-6 * np.sin(np.arange(40) / 3.0)  # tiny units, but it varies at its level
+    write_csv(tmp_path, frame)
+
+    summary = prepare(make_params(), tmp_path, tmp_path / "prepared")
+
+    assert summary.rows == 40
+
+
+def test_builtin_macro_panel_prepares(tmp_path: Path) -> None:
+    params = params_from_dict(
+        {
+            "dataset": {
+                "name": "macro_panel",
+                "time_column": "date",
+                "target": "value",
+                "series_columns": ["series"],
+                "frequency": "QE-DEC",
+                "season_length": 4,
+            },
+            "windows": {
+                "encoder_length": 16,
+                "horizon": 4,
+                "validation_length": 16,
+                "holdout_length": 16,
+            },
+        }
+    )
+
+    summary = prepare(params, tmp_path, tmp_path)
+
+    assert (summary.series, summary.rows) == (6, 6 * 203)

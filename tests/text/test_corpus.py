@@ -217,6 +217,29 @@ def test_impossible_values_name_their_key():
     assert "evaluate.prompts" in message
 
 
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"train": {"bptt": 0}}, "params.train.bptt must be at least 1, got 0"),
+        ({"train": {"batch_size": 0}}, "params.train.batch_size must be at least 1, got 0"),
+        ({"train": {"max_epochs": 0}}, "params.train.max_epochs must be at least 1, got 0"),
+        ({"train": {"learning_rate": 0}}, "params.train.learning_rate must be above 0, got 0.0"),
+        ({"train": {"gradient_clip": -1}}, "params.train.gradient_clip must be above 0"),
+        ({"train": {"weight_decay": -0.1}}, "params.train.weight_decay must be at least 0"),
+        (
+            {"train": {"lstm": {"hidden_size": 0}}},
+            "params.train.lstm.hidden_size must be at least 1",
+        ),
+        ({"corpus": {"seed": -1}}, "params.corpus.seed must be at least 0, got -1"),
+        ({"evaluate": {"sample_length": 0}}, "params.evaluate.sample_length must be at least 1"),
+    ],
+)
+def test_out_of_range_values_name_the_key_and_the_allowed_range(values, message):
+    with pytest.raises(ConfigError) as error:
+        Params.from_dict(values)
+    assert message in str(error.value)
+
+
 def test_the_built_in_corpus_is_python_s_own_documentation():
     documents, source = read_documents(_params("python_docs").corpus, Path("."))
     assert "python_docs" in source and len(documents) > 50
