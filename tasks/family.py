@@ -58,10 +58,10 @@ class TrainingSetup:
     mode: str = "min"  # "min" or "max" for `monitor`
     gradient_clip: float | None = None  # max gradient norm; None: the module clips itself
     extra_files: dict[str, Any] = field(default_factory=dict)  # name -> JSON-able data: name.json
-    # name -> object pickled to name.pkl beside the checkpoint. Only the TFT's dataset
-    # parameters still need it (fitted pytorch-forecasting encoders); a pickle runs code when
-    # loaded, so nothing new may use it.
-    pickled_files: dict[str, Any] = field(default_factory=dict)
+    # name -> table written as name.parquet beside the checkpoint (e.g. the rows the TFT's
+    # encoders are fitted on). Nothing in a model folder is a pickle: a pickle runs code when
+    # loaded.
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,7 +109,10 @@ class EvaluationResult:
 class PyfuncSpec:
     """How to log one trained model as an MLflow pyfunc."""
 
-    python_model: Any  # an mlflow.pyfunc.PythonModel
+    # The mlflow.pyfunc.PythonModel class that serves the model, importable under trainyard.
+    # It is named in the model's config, never pickled: one logged script (tasks/
+    # pyfunc_entry.py) imports it from the shipped code when the model is loaded.
+    python_model: type
     artifacts: dict[str, str]  # name -> local path
     model_config: dict[str, Any]  # JSON-able; the pyfunc reads it when loaded
     input_example: Any

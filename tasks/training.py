@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import pickle
 import shutil
 import tempfile
 import time
@@ -158,9 +157,8 @@ def train_model(
         seconds = time.perf_counter() - started
         for file_name, value in setup.extra_files.items():
             (work_dir / f"{file_name}.json").write_text(json.dumps(value))
-        for file_name, value in setup.pickled_files.items():
-            with open(work_dir / f"{file_name}.pkl", "wb") as handle:
-                pickle.dump(value, handle)
+        for file_name, table in setup.tables.items():
+            table.to_parquet(work_dir / f"{file_name}.parquet", index=False)
         if final_dir.exists():
             shutil.rmtree(final_dir)
         os.replace(work_dir, final_dir)

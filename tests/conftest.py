@@ -20,6 +20,7 @@ def isolated_state(tmp_path_factory: pytest.TempPathFactory):
     saved = dict(os.environ)
     os.environ["TRAINYARD_STATE_DIR"] = str(state)
     os.environ["PREFECT_HOME"] = str(state / "prefect")
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
     os.environ.pop("PREFECT_API_URL", None)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{state / 'mlflow.db'}"

@@ -84,6 +84,9 @@ def configure_environment(paths: ProjectPaths) -> dict[str, str]:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # The embedded server must not phone home: there is no network to reach, and it logs that.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Nor MLflow: its telemetry thread also races the REST client over an environment
+    # variable it sets and unsets (a KeyError in an unrelated request).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{paths.state / 'mlflow.db'}"
     # Sample CPU/memory every 2 s so short training runs still get system metrics.
@@ -174,6 +177,6 @@ def quiet_libraries() -> None:
         "alembic",
     ):
         logging.getLogger(name).setLevel(logging.WARNING)
-    # Warns on every log_model that a pickled model runs code when loaded: true of any pickle,
-    # and ours are written and read by this project only.
+    # Notices on every log_model (code paths, environment inference) the pipeline reports
+    # in its own words; real errors still show.
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)

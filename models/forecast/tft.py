@@ -27,6 +27,20 @@ class TFTForecaster(TemporalFusionTransformer):
         # Plain Adam at a constant rate, as for LSTM and TCN: the comparison is of models.
         return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Keep tensors and plain training state only, so the file loads with weights_only.
+        # pytorch-forecasting would add its hyperparameters (loss and normalizer objects) and
+        # the fitted dataset encoders, which only an unpickler that runs code can read; the
+        # model is rebuilt from its dataset and hyperparameters instead (`for_dataset`).
+        for key in (
+            self.CHECKPOINT_HYPER_PARAMS_KEY,
+            self.CHECKPOINT_HYPER_PARAMS_NAME,
+            self.CHECKPOINT_HYPER_PARAMS_TYPE,
+            self.CHECKPOINT_HYPER_PARAMS_SPECIAL_KEY,
+            "dataset_parameters",
+        ):
+            checkpoint.pop(key, None)
+
     @classmethod
     def for_dataset(
         cls,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from trainyard.errors import DataError
-from trainyard.tasks.family import CHECKPOINT, EvaluationResult
+from trainyard.tasks.family import EvaluationResult
 from trainyard.tasks.forecast import metrics
 from trainyard.tasks.forecast.baselines import (
     ets_forecast,
@@ -146,7 +146,7 @@ def load_holdout(prepared_path: Path, params: Params) -> Holdout:
 def model_forecast(kind: str, model_dir: Path, holdout: Holdout, params: Params) -> Forecast:
     """Returns the forecasts of the `kind` model stored in model_dir for every holdout window."""
     forecaster = FORECASTERS[kind]
-    module = forecaster.load(model_dir / CHECKPOINT)
+    module = forecaster.load(Path(model_dir), params)
     return forecaster.predict(
         module, holdout.arrays, holdout.table, holdout.index, params, model_dir
     )

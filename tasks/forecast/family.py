@@ -91,7 +91,7 @@ class ForecastFamily(Family):
         from trainyard.tasks.forecast.serving import ForecasterModel
 
         return PyfuncSpec(
-            python_model=ForecasterModel(),
+            python_model=ForecasterModel,
             artifacts={"model_dir": str(model_dir)},
             model_config={"kind": name, "params": params.to_dict()},
             input_example=input_example(prepared, params),

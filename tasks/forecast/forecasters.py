@@ -6,7 +6,6 @@ A kind is registered in FORECASTERS; later model families add an entry, not edit
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 from trainyard.errors import ConfigError, DataError
 from trainyard.models.forecast.lstm import LSTMForecaster
 from trainyard.models.forecast.tcn import TCNForecaster
-from trainyard.tasks.family import TrainingSetup
+from trainyard.tasks.family import CHECKPOINT, TrainingSetup, load_checkpoint
 from trainyard.tasks.forecast.config import Params
 from trainyard.tasks.forecast.windows import (
     SeriesArrays,
@@ -47,7 +46,7 @@ class ForecasterKind:
     """The functions that make one model kind trainable, loadable and predictable."""
 
     setup: Callable[[SeriesArrays, pd.DataFrame, Params], TrainingSetup]
-    load: Callable[[Path], L.LightningModule]
+    load: Callable[[Path, Params], L.LightningModule]  # (model folder, its training params)
     predict: Callable[
         [L.LightningModule, SeriesArrays, pd.DataFrame, WindowIndex, Params, Path], Forecast
     ]
@@ -175,6 +174,10 @@ def predict_windows(
     return Forecast(point=torch.cat(outputs).numpy())
 
 
+TFT_TRAINING_ROWS = "tft_training_rows"  # Parquet beside the TFT checkpoint: its train split
+TFT_HPARAMS = "tft_hparams"  # JSON beside the TFT checkpoint: the arguments of for_dataset
+
+
 def _tft_rows(table: pd.DataFrame, params: Params) -> pd.DataFrame:
     """Returns the rows a TimeSeriesDataSet takes: observed targets, string series ids."""
     rows = table[table[params.dataset.target].notna()].copy()
@@ -182,21 +185,30 @@ def _tft_rows(table: pd.DataFrame, params: Params) -> pd.DataFrame:
     return rows
 
 
+def _tft_training_rows(table: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Returns the train-split rows the TFT's encoders and scalers are fitted on, with only
+    the columns its dataset reads (what the model folder keeps to rebuild them)."""
+    spec = params.dataset
+    rows = _tft_rows(table, params)
+    columns = ["series_id", "time_idx", spec.target, *spec.known_covariates]
+    columns += [name for name in spec.unknown_covariates if name not in columns]
+    return rows.loc[rows["split"] == "train", columns].reset_index(drop=True)
+
+
 def window_keys(arrays: SeriesArrays, index: WindowIndex) -> pd.MultiIndex:
     """Returns (series id, first forecast step) of every window in `index`."""
     return pd.MultiIndex.from_arrays([np.asarray(arrays.series_ids)[index.series], index.origins])
 
 
-def _tft_datasets(table: pd.DataFrame, params: Params):
-    """Returns (training dataset fitted on the train split, dataset over every row)."""
+def _tft_training_dataset(train_rows: pd.DataFrame, params: Params):
+    """Returns the TimeSeriesDataSet fitted on `train_rows` (_tft_training_rows): the same
+    encoders and scalers each time it is built from the same rows."""
     from pytorch_forecasting import TimeSeriesDataSet
     from pytorch_forecasting.data import EncoderNormalizer
 
     spec, windows = params.dataset, params.windows
-    rows = _tft_rows(table, params)
-    statics = ["series_id"] if rows["series_id"].nunique() > 1 else []
-    train_rows = rows[rows["split"] == "train"]
-    training = TimeSeriesDataSet(
+    statics = ["series_id"] if train_rows["series_id"].nunique() > 1 else []
+    return TimeSeriesDataSet(
         train_rows,
         time_idx="time_idx",
         target=spec.target,
@@ -212,6 +224,14 @@ def _tft_datasets(table: pd.DataFrame, params: Params):
         add_relative_time_idx=True,
         allow_missing_timesteps=True,
     )
+
+
+def _tft_datasets(table: pd.DataFrame, params: Params):
+    """Returns (training dataset fitted on the train split, dataset over every row)."""
+    from pytorch_forecasting import TimeSeriesDataSet
+
+    training = _tft_training_dataset(_tft_training_rows(table, params), params)
+    rows = _tft_rows(table, params)
     everything = TimeSeriesDataSet.from_dataset(training, rows, stop_randomization=True)
     return training, everything
 
@@ -227,7 +247,8 @@ def _same_windows(dataset, arrays: SeriesArrays, index: WindowIndex):
 
 
 def setup_tft(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> TrainingSetup:
-    """Returns a TFT with pytorch-forecasting loaders over the same windows as LSTM/TCN."""
+    """Returns a TFT with pytorch-forecasting loaders over the same windows as LSTM/TCN; its
+    folder keeps its training rows (Parquet) and hyperparameters (JSON) to be rebuilt."""
     from trainyard.models.forecast.tft import TFTForecaster
 
     windows, train = params.windows, params.train
@@ -259,16 +280,59 @@ def setup_tft(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Trai
         loaders[0],
         loaders[1],
         hparams,
-        pickled_files={"dataset_parameters": training.get_parameters()},
+        extra_files={TFT_HPARAMS: hparams},
+        tables={TFT_TRAINING_ROWS: _tft_training_rows(table, params)},
         gradient_clip=train.gradient_clip,
     )
 
 
-def load_tft(checkpoint: Path) -> L.LightningModule:
-    """Returns the TFT stored at `checkpoint`."""
+def _tft_weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    """Returns the state dict in model_dir/best.ckpt, read as weights only: a file that needs
+    an unpickler that runs code (an old TFT checkpoint, or a planted pickle) is refused."""
+    path = model_dir / CHECKPOINT
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return checkpoint["state_dict"]
+    except FileNotFoundError:
+        raise DataError(f"{path}: no checkpoint; run `trainyard train --family forecast`") from None
+    except Exception as error:  # noqa: BLE001 - a corrupt or foreign file: say which
+        raise DataError(
+            f"{path}: the tft checkpoint cannot be loaded as weights ({error}); train it "
+            "again with `trainyard train --family forecast`"
+        ) from None
+
+
+def load_tft(model_dir: Path, params: Params) -> L.LightningModule:
+    """Returns the TFT in model_dir, rebuilt from its training rows and hyperparameters with
+    the weights of its checkpoint (nothing read from the folder can run code)."""
     from trainyard.models.forecast.tft import TFTForecaster
 
-    return TFTForecaster.load_from_checkpoint(checkpoint, map_location="cpu")
+    model_dir = Path(model_dir)
+    rows_path = model_dir / f"{TFT_TRAINING_ROWS}.parquet"
+    hparams_path = model_dir / f"{TFT_HPARAMS}.json"
+    if not rows_path.exists() and (model_dir / "dataset_parameters.pkl").exists():
+        # Written before the TFT kept its training rows; never unpickled (it runs code).
+        raise DataError(
+            f"{model_dir}: the TFT keeps its fitted dataset as a pickle, which trainyard no "
+            "longer loads (it runs code); train and register it again"
+        )
+    for path in (rows_path, hparams_path):
+        if not path.exists():
+            raise DataError(
+                f"{path}: missing, so the TFT cannot be rebuilt; train it again with "
+                "`trainyard train --family forecast`"
+            )
+    weights = _tft_weights(model_dir)
+    training = _tft_training_dataset(pd.read_parquet(rows_path), params)
+    module = TFTForecaster.for_dataset(training, **json.loads(hparams_path.read_text()))
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as error:
+        raise DataError(
+            f"{model_dir / CHECKPOINT}: the weights do not fit the TFT its folder describes "
+            f"({error}); train it again with `trainyard train --family forecast`"
+        ) from None
+    return module
 
 
 @torch.no_grad()
@@ -283,10 +347,9 @@ def predict_tft(
     """Returns TFT quantile forecasts for every window in `index`, in `index` order."""
     from pytorch_forecasting import TimeSeriesDataSet
 
-    with open(model_dir / "dataset_parameters.pkl", "rb") as handle:
-        dataset_parameters = pickle.load(handle)
+    # The module was built from its fitted training dataset (load_tft): same encoders.
     everything = TimeSeriesDataSet.from_parameters(
-        dataset_parameters, _tft_rows(table, params), stop_randomization=True
+        module.dataset_parameters, _tft_rows(table, params), stop_randomization=True
     )
     dataset = _same_windows(everything, arrays, index)
     loader = dataset.to_dataloader(train=False, batch_size=PREDICT_BATCH, num_workers=0)
@@ -316,13 +379,17 @@ def predict_tft(
     return Forecast(point=quantiles[..., levels.index(0.5)], quantiles=quantiles, levels=levels)
 
 
-def load_window_forecaster(cls: type[L.LightningModule]) -> Callable[[Path], L.LightningModule]:
-    """Returns a loader of `cls` checkpoints onto the CPU."""
-    return lambda checkpoint: cls.load_from_checkpoint(checkpoint, map_location="cpu")
+def load_window_forecaster(
+    cls: type[L.LightningModule], kind: str
+) -> Callable[[Path, Params], L.LightningModule]:
+    """Returns a loader of a model folder's `cls` checkpoint onto the CPU, as weights only."""
+    return lambda model_dir, params: load_checkpoint(cls, model_dir, kind, "forecast")
 
 
 FORECASTERS: dict[str, ForecasterKind] = {
-    "lstm": ForecasterKind(setup_lstm, load_window_forecaster(LSTMForecaster), predict_windows),
-    "tcn": ForecasterKind(setup_tcn, load_window_forecaster(TCNForecaster), predict_windows),
+    "lstm": ForecasterKind(
+        setup_lstm, load_window_forecaster(LSTMForecaster, "lstm"), predict_windows
+    ),
+    "tcn": ForecasterKind(setup_tcn, load_window_forecaster(TCNForecaster, "tcn"), predict_windows),
     "tft": ForecasterKind(setup_tft, load_tft, predict_tft),
 }

@@ -11,7 +11,6 @@ import pandas as pd
 import torch
 
 from trainyard.errors import DataError
-from trainyard.tasks.family import CHECKPOINT
 from trainyard.tasks.forecast.config import Params, params_from_dict
 from trainyard.tasks.forecast.forecasters import FORECASTERS, read_covariate_stats
 from trainyard.tasks.forecast.prepare import regularize
@@ -70,7 +69,7 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
         self.params = params_from_dict(context.model_config["params"])
         self.kind = context.model_config["kind"]
         self.model_dir = Path(context.artifacts["model_dir"])
-        self.module = FORECASTERS[self.kind].load(self.model_dir / CHECKPOINT)
+        self.module = FORECASTERS[self.kind].load(self.model_dir, self.params)
         # LSTM/TCN covariates are scaled with their training statistics (the TFT keeps its own).
         self.covariate_stats = read_covariate_stats(self.model_dir)
 

@@ -96,7 +96,7 @@ class RLFamily(Family):
             columns=observation_columns(env.num_agents, env.observation_size),
         )
         return PyfuncSpec(
-            python_model=AgentModel(),
+            python_model=AgentModel,
             artifacts={"model_dir": str(model_dir)},
             model_config={"kind": name, "params": params.to_dict()},
             input_example=example,

@@ -122,7 +122,7 @@ class TextFamily(Family):
         }
         example = pd.DataFrame({PROMPT_COLUMN: evaluate.prompts[:2]})
         return PyfuncSpec(
-            python_model=TextGenerator(),
+            python_model=TextGenerator,
             artifacts={"model_dir": str(model_dir)},
             model_config={
                 "kind": name,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import pickle
 from pathlib import Path
 
 import mlflow
@@ -11,11 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from trainyard.tasks.family import PyfuncSpec
 from trainyard.tasks.forecast.config import params_from_dict
 from trainyard.tasks.forecast.evaluate import evaluate
 from trainyard.tasks.forecast.family import FORECAST
+from trainyard.tasks.forecast.forecasters import FORECASTERS
 from trainyard.tasks.forecast.prepare import prepare
 from trainyard.tasks.forecast.serving import ForecasterModel
+from trainyard.tasks.registry import PYFUNC_ENTRY, pyfunc_config
 from trainyard.tasks.training import train_model
 
 pytestmark = pytest.mark.slow
@@ -96,8 +98,7 @@ def test_known_covariates_let_the_lstm_beat_seasonal_naive(promo_project, traine
 
 def test_tft_takes_the_same_covariates(promo_project, trained):
     root, params, summary = promo_project
-    with open(trained["tft"] / "dataset_parameters.pkl", "rb") as handle:
-        dataset = pickle.load(handle)
+    dataset = FORECASTERS["tft"].load(trained["tft"], params).dataset_parameters
     assert dataset["time_varying_known_reals"] == ["promo"]
     assert dataset["time_varying_unknown_reals"] == ["units", "temperature"]
     scores = evaluate(Path(summary.path), {"tft": trained["tft"]}, params, root / "reports")
@@ -105,11 +106,17 @@ def test_tft_takes_the_same_covariates(promo_project, trained):
 
 
 def _load_pyfunc(kind: str, model_dir: Path, params, folder: Path):
+    spec = PyfuncSpec(
+        ForecasterModel,
+        {"model_dir": str(model_dir)},
+        {"kind": kind, "params": params.to_dict()},
+        input_example=None,
+    )
     mlflow.pyfunc.save_model(
         folder,
-        python_model=ForecasterModel(),
-        artifacts={"model_dir": str(model_dir)},
-        model_config={"kind": kind, "params": params.to_dict()},
+        python_model=str(PYFUNC_ENTRY),
+        artifacts=spec.artifacts,
+        model_config=pyfunc_config(spec),
     )
     return mlflow.pyfunc.load_model(str(folder))
 

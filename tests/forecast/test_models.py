@@ -324,7 +324,7 @@ def test_lstm_training_is_deterministic_and_keeps_its_best_checkpoint(
     table, _ = read_prepared(prepared_path)
     arrays = SeriesArrays.from_prepared(table, params.dataset)
     kind = FORECASTERS["lstm"]
-    module = kind.load(checkpoint)
+    module = kind.load(checkpoint.parent, params)
     index = window_index(arrays, "holdout", ENC, HOR)
     forecast = kind.predict(module, arrays, table, index, params, checkpoint.parent)
     assert forecast.point.shape == (len(index), HOR) == (2 * 5, HOR)
@@ -350,14 +350,18 @@ def test_tft_trains_logging_project_metric_names(prepared_path: Path, tmp_path: 
     assert result.best_score == result.history[0]["val/loss"]
     model_dir = tmp_path / "tft"
     assert (model_dir / CHECKPOINT).is_file()
-    assert (model_dir / "dataset_parameters.pkl").is_file()
+    # Nothing in the folder needs an unpickler: weights, JSON and Parquet only.
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        CHECKPOINT,
+        "tft_hparams.json",
+        "tft_training_rows.parquet",
+    ]
+    torch.load(model_dir / CHECKPOINT, weights_only=True)
     table, _ = read_prepared(prepared_path)
     arrays = SeriesArrays.from_prepared(table, params.dataset)
     index = window_index(arrays, "holdout", ENC, HOR)
     kind = FORECASTERS["tft"]
-    forecast = kind.predict(
-        kind.load(model_dir / CHECKPOINT), arrays, table, index, params, model_dir
-    )
+    forecast = kind.predict(kind.load(model_dir, params), arrays, table, index, params, model_dir)
     assert forecast.point.shape == (len(index), HOR)
     assert forecast.quantiles.shape == (len(index), HOR, len(QUANTILES))
     assert forecast.levels == QUANTILES
