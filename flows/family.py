@@ -13,6 +13,7 @@ import threading
 from prefect import Flow, flow, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.futures import wait
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from trainyard.config import FamilySection, RegisterConfig
@@ -106,7 +107,12 @@ def family_flow(family: Family) -> Flow:
                     for name in params.train.models
                 ]
                 wait(futures)  # a failed model must not leave the others running past the flow
-                trained = [future.result() for future in futures]
+                trained = pipeline.keep_trained(
+                    {
+                        name: future.result(raise_on_failure=False)
+                        for name, future in zip(params.train.models, futures, strict=True)
+                    }
+                )
             pipeline.write_training_summary([model.result for model in trained], models_dir)
             evaluation = evaluate_task(family, prepared, trained, params, paths)
             log_evaluation_task(evaluation, trained, run_id)
@@ -114,8 +120,9 @@ def family_flow(family: Family) -> Flow:
                 family.name, params.evaluate.metric, prepared, cached, evaluation, trained, run_id
             )
             if register.enabled:
+                context = {"prefect_flow_run_id": str(flow_run.get_id())}
                 result.versions, result.decision = register_task(
-                    family, trained, evaluation, prepared, params, paths
+                    family, trained, evaluation, prepared, params, paths, register, context
                 )
         return result
 

@@ -8,6 +8,9 @@ here asks which family it runs: it calls the `Family` interface.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -18,26 +21,42 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
-from trainyard.config import FamilySection, RegisterConfig
+from trainyard.config import FamilySection, RegisterConfig, StageGate
+from trainyard.data_versions import remote_for_lineage
 from trainyard.environment import ProjectPaths, artifact_root
+from trainyard.errors import DivergedError
 from trainyard.progress import training_progress
 from trainyard.tasks.family import EvaluationResult, Family, Prepared, TrainResult
-from trainyard.tasks.registry import (
-    CHALLENGER,
+from trainyard.tasks.promotion import (
     GateDecision,
     GateRule,
+    Promotion,
+    Scorer,
+    promote,
+    record_challenger,
+    scorer,
+)
+from trainyard.tasks.registry import (
+    CHALLENGER,
     RegisteredVersion,
     current_alias,
     log_pyfunc,
-    promote_if_better,
+    metric_tag,
     register_version,
     registered_model_name,
     rescore_registered,
     restore_after_failure,
 )
-from trainyard.tasks.tracking import lineage_tags, log_history, model_run, pipeline_run
+from trainyard.tasks.tracking import (
+    library_versions,
+    lineage_tags,
+    log_history,
+    model_run,
+    pipeline_run,
+)
 from trainyard.tasks.training import (
     check_model_names,
     forget_training_summary,
@@ -46,6 +65,8 @@ from trainyard.tasks.training import (
     train_in_subprocess,
     write_training_summary,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -119,11 +140,38 @@ def train_step(
 
 
 def for_each_model(params: FamilySection, train_one: Callable[[str], Any]) -> list[Any]:
-    """Returns train_one(name) for every configured model, up to train.parallel at once; it
-    waits for all of them even when one fails, then raises that failure."""
+    """Returns train_one(name) for every configured model that trained, up to train.parallel
+    at once. It waits for all of them even when one fails; a model that diverged is dropped
+    (the others go on), any other failure is raised."""
     with ThreadPoolExecutor(max_workers=parallel_trainings(params)) as pool:
-        futures = [pool.submit(train_one, name) for name in params.train.models]
-        return [future.result() for future in futures]
+        futures = {name: pool.submit(train_one, name) for name in params.train.models}
+        return keep_trained({name: _outcome(future.result) for name, future in futures.items()})
+
+
+def _outcome(result: Callable[[], Any]) -> Any:
+    try:
+        return result()
+    except Exception as error:  # noqa: BLE001 - sorted by keep_trained
+        return error
+
+
+def keep_trained(outcomes: dict[str, Any]) -> list[Any]:
+    """Returns the models that trained, from each model's result or exception.
+
+    A model that diverged (DivergedError) is dropped with a warning: it is never evaluated,
+    checkpointed or registered, and the others go on. Any other failure is raised, and so is
+    a DivergedError naming every model when none trained.
+    """
+    failures = {n: o for n, o in outcomes.items() if isinstance(o, BaseException)}
+    for error in failures.values():
+        if not isinstance(error, DivergedError):
+            raise error
+    trained = [o for o in outcomes.values() if not isinstance(o, BaseException)]
+    if not trained:
+        raise DivergedError("every model diverged: " + "; ".join(map(str, failures.values())))
+    for error in failures.values():
+        log.warning("%s; it is dropped, the other models go on", error)
+    return trained
 
 
 def train_untracked(
@@ -198,6 +246,33 @@ def log_evaluation_step(
     client.log_artifacts(parent_run_id, evaluation.report_dir, artifact_path="reports")
 
 
+def version_tags(
+    family: Family,
+    model: TrainedModel,
+    evaluation: EvaluationResult,
+    prepared: Prepared,
+    params: FamilySection,
+    paths: ProjectPaths,
+    context: dict[str, str],
+) -> dict[str, str]:
+    """Returns a registered version's lineage: code, data, params, run, evaluation, libraries."""
+    losses = [row[key] for row in model.result.history for key in row if key.endswith("/loss")]
+    baseline = evaluation.best_baseline(params.evaluate.metric)
+    return {
+        **lineage_tags(family, prepared, params, paths.root),
+        "params": json.dumps(params.to_dict(), sort_keys=True),
+        "libraries": json.dumps(library_versions(), sort_keys=True),
+        "mlflow_run_id": model.run_id,
+        "dvc_remote": remote_for_lineage(paths.root),
+        "train_finite": str(all(math.isfinite(loss) for loss in losses)).lower(),
+        "gate_metric": params.evaluate.metric,
+        "best_baseline": baseline,
+        "best_baseline_value": str(evaluation.metrics[baseline][params.evaluate.metric]),
+        **{metric_tag(k): str(v) for k, v in evaluation.metrics[model.result.name].items()},
+        **context,
+    }
+
+
 def register_step(
     family: Family,
     trained: list[TrainedModel],
@@ -205,49 +280,88 @@ def register_step(
     prepared: Prepared,
     params: FamilySection,
     paths: ProjectPaths,
+    register: RegisterConfig | None = None,
+    context: dict[str, str] | None = None,
 ) -> tuple[list[RegisteredVersion], GateDecision]:
-    """Returns the versions registered (alias challenger on this run's best) and the champion
-    gate's decision. If anything fails, this run's versions are deleted and `challenger`
-    goes back to the version that held it; the original error is raised."""
+    """Returns the versions registered (alias challenger on this run's best) and the gate's
+    decision on promoting it into the first stage. If anything fails, this run's versions
+    are deleted and `challenger` goes back to the version that held it; the original error is
+    raised. `context` (e.g. the orchestrator's flow run id) is added to every version's tags."""
+    register = register or RegisterConfig()
+    context = dict(context or {})
     metric = params.evaluate.metric
     higher = family.higher_is_better(params)
     name = registered_model_name(family, family.label(params))
-    tags = lineage_tags(family, prepared, params, paths.root)
     client = MlflowClient()
     previous = current_alias(client, name, CHALLENGER) if _exists(client, name) else None
     versions: list[RegisteredVersion] = []
     try:
         for model in trained:
             kind, model_dir = model.result.name, Path(model.result.model_dir)
-            uri = log_pyfunc(model.run_id, family, family.pyfunc(kind, model_dir, prepared, params))
+            spec = family.pyfunc(kind, model_dir, prepared, params)
+            uri, digests = log_pyfunc(model.run_id, family, spec)
             value = evaluation.metrics[kind][metric]
+            tags = version_tags(family, model, evaluation, prepared, params, paths, context)
+            tags["artifact_digests"] = json.dumps(digests, sort_keys=True)
             versions.append(register_version(uri, name, kind, model.run_id, metric, value, tags))
         sign = -1.0 if higher else 1.0
         best = min(versions, key=lambda version: sign * version.metric)
-        client.set_registered_model_alias(name, CHALLENGER, best.version)
+        evaluation_key = family.evaluation_key(prepared, params)
+        audit = {"data_version": prepared.md5, "evaluation_key": evaluation_key, **context}
+        record_challenger(client, name, best.version, audit)
         baseline = evaluation.best_baseline(metric)
         rule = GateRule(
-            metric,
-            higher,
-            tags["evaluation_key"],
-            baseline,
-            evaluation.metrics[baseline][metric],
+            metric, higher, evaluation_key, baseline, evaluation.metrics[baseline][metric]
         )
-        decision = promote_if_better(
+        stage = register.stages[0]
+        decision = promote(
             client,
-            best,
-            rule,
-            paths.state / "registry.lock",
-            rescore=lambda champion: rescore_registered(
-                champion,
-                family,
-                lambda config, artifacts: family.rescore(config, artifacts, prepared, params),
+            Promotion(
+                name,
+                best.version,
+                stage,
+                rule,
+                params.gate.get(stage, StageGate()),
+                reason="pipeline gate",
+                context=context,
             ),
+            scorer(rule, lambda version: rescore_version(family, version, prepared, params)),
         )
     except BaseException:
         restore_after_failure(client, versions, name, str(previous.version) if previous else None)
         raise
     return versions, decision
+
+
+def rescore_version(
+    family: Family, version: ModelVersion, prepared: Prepared, params: FamilySection
+) -> float | None:
+    """Returns a registered version's gate metric on this run's evaluation set (None: it
+    cannot be scored there); nothing from the registry runs as code."""
+    return rescore_registered(
+        version,
+        family,
+        lambda config, artifacts: family.rescore(config, artifacts, prepared, params),
+    )
+
+
+def current_gate(
+    family: Family, params: FamilySection, paths: ProjectPaths, candidate: ModelVersion
+) -> tuple[GateRule, Scorer]:
+    """Returns the gate rule and scorer on the family's current evaluation set (the prepared
+    data on disk), for promotions outside a pipeline run.
+
+    The best baseline is known only when the candidate was evaluated on this same set.
+    """
+    prepared = family.prepared(params, paths.family(family.name).prepared)
+    metric = params.evaluate.metric
+    key = family.evaluation_key(prepared, params)
+    baseline, value = None, None
+    tags = candidate.tags
+    if tags.get("evaluation_key") == key and "best_baseline" in tags:
+        baseline, value = tags["best_baseline"], float(tags["best_baseline_value"])
+    rule = GateRule(metric, family.higher_is_better(params), key, baseline, value)
+    return rule, scorer(rule, lambda version: rescore_version(family, version, prepared, params))
 
 
 def _exists(client: MlflowClient, name: str) -> bool:
@@ -284,6 +398,6 @@ def run_family(
         )
         if register.enabled:
             result.versions, result.decision = register_step(
-                family, trained, evaluation, prepared, params, paths
+                family, trained, evaluation, prepared, params, paths, register
             )
     return result

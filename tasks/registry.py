@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import importlib.metadata
 import io
 import logging
@@ -13,10 +14,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import mlflow
 import yaml
-from filelock import FileLock
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
@@ -26,6 +27,7 @@ from mlflow.protos.databricks_pb2 import (
 )
 from mlflow.tracking import MlflowClient
 
+from trainyard.errors import DataError
 from trainyard.tasks.family import Family, PyfuncSpec
 
 log = logging.getLogger(__name__)
@@ -52,30 +54,6 @@ class RegisteredVersion:
     model: str  # model kind
     run_id: str
     metric: float  # evaluation value of the gate metric
-
-
-@dataclass
-class GateRule:
-    """What a challenger must beat, on which evaluation set, by which metric and direction."""
-
-    metric: str
-    higher_is_better: bool
-    evaluation_key: str  # names the evaluation set the metric was measured on
-    baseline: str  # the run's best baseline
-    baseline_value: float
-
-    def better(self, a: float, b: float) -> bool:
-        """Returns whether value `a` is strictly better than `b`."""
-        return a > b if self.higher_is_better else a < b
-
-
-@dataclass
-class GateDecision:
-    """What the champion gate decided, and why."""
-
-    promoted: bool
-    version: str | None
-    reason: str
 
 
 def registered_model_name(family: Family, label: str) -> str:
@@ -115,19 +93,102 @@ def shipped_code() -> Iterator[list[str]]:
         yield [str(Path(folder) / "trainyard")]
 
 
-def log_pyfunc(run_id: str, family: Family, spec: PyfuncSpec) -> str:
-    """Returns the model URI of `spec` logged as a pyfunc into run `run_id`."""
+# Every pyfunc is logged as this script (MLflow models-from-code), never as a pickle.
+PYFUNC_ENTRY = Path(__file__).resolve().with_name("pyfunc_entry.py")
+PYFUNC_CLASS = "python_model"  # model_config key: "module:Class" the entry script serves with
+ARTIFACT_DIGESTS = "artifact_digests"  # model_config key: {artifact file: sha256}
+PICKLE_SUFFIXES = (".pkl", ".pickle")  # files never logged with a model: they run code
+
+
+class LoggedPyfunc(NamedTuple):
+    """A pyfunc logged into a run."""
+
+    model_uri: str
+    artifact_digests: dict[str, str]  # "<artifact>/<path in it>" -> sha256 of that file
+
+
+def artifact_digests(artifacts: dict[str, str | Path]) -> dict[str, str]:
+    """Returns the sha256 of every file of `artifacts` (name -> file or folder), keyed
+    "<name>/<path inside the folder>" (a file artifact: its name)."""
+    digests = {}
+    for name, location in artifacts.items():
+        root = Path(location)
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            key = name if path == root else f"{name}/{path.relative_to(root).as_posix()}"
+            with open(path, "rb") as handle:
+                digests[key] = hashlib.file_digest(handle, "sha256").hexdigest()
+    return digests
+
+
+def _artifact_file(artifacts: dict[str, str | Path], key: str) -> Path:
+    """Returns the file an artifact_digests key names."""
+    name, _, inside = key.partition("/")
+    root = Path(artifacts.get(name, name))
+    return root / inside if inside else root
+
+
+def verify_artifacts(
+    artifacts: dict[str, Path], digests: dict[str, str] | None, where: str
+) -> None:
+    """Raises DataError unless the files of `artifacts` are exactly those `digests` recorded
+    when the model was logged: none changed, none missing, none added (a planted pickle)."""
+    if not isinstance(digests, dict):
+        raise DataError(
+            f"{where}: no artifact digests recorded (logged before trainyard recorded them), "
+            "so its files cannot be checked and nothing of it is loaded; train and register "
+            "it again"
+        )
+    found = artifact_digests(artifacts)
+    changed = sorted(key for key in found.keys() & digests.keys() if found[key] != digests[key])
+    missing = sorted(digests.keys() - found.keys())
+    added = sorted(found.keys() - digests.keys())
+    problems = [
+        *(f"{_artifact_file(artifacts, key)} was changed after logging" for key in changed),
+        *(f"{_artifact_file(artifacts, key)} is missing" for key in missing),
+        *(f"{_artifact_file(artifacts, key)} was not logged with it" for key in added),
+    ]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise DataError(
+            f"{where}: its files are not the ones it was logged with: "
+            f"{'; '.join(problems[:3])}{more}. Nothing of it is loaded; train and register "
+            "it again"
+        )
+
+
+def pyfunc_config(spec: PyfuncSpec) -> dict[str, Any]:
+    """Returns the model_config `spec` is logged with: the family's config, the class the
+    entry script serves it with, and the sha256 of every artifact file."""
+    served = f"{spec.python_model.__module__}:{spec.python_model.__qualname__}"
+    if not served.startswith("trainyard."):
+        raise ValueError(f"{served}: a pyfunc is served by a class under trainyard.")
+    digests = artifact_digests(spec.artifacts)
+    pickles = [key for key in digests if key.endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise DataError(
+            f"{_artifact_file(spec.artifacts, pickles[0])}: a pickle, which runs code when "
+            "loaded; no model holding one is logged. Train the model again"
+        )
+    return {**spec.model_config, PYFUNC_CLASS: served, ARTIFACT_DIGESTS: digests}
+
+
+def log_pyfunc(run_id: str, family: Family, spec: PyfuncSpec) -> LoggedPyfunc:
+    """Returns the model URI of `spec` logged as a pyfunc into run `run_id` (models-from-code:
+    the entry script and the shipped trainyard code, no pickle), and the sha256 of every
+    artifact file, which loading checks."""
+    config = pyfunc_config(spec)
     with shipped_code() as code_paths, mlflow.start_run(run_id=run_id, nested=True):
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=spec.python_model,
+            python_model=str(PYFUNC_ENTRY),
             artifacts=spec.artifacts,
-            model_config=spec.model_config,
+            model_config=config,
             code_paths=code_paths,
             input_example=spec.input_example,
             pip_requirements=serving_requirements(family),
         )
-    return info.model_uri
+    return LoggedPyfunc(info.model_uri, config[ARTIFACT_DIGESTS])
 
 
 def register_version(
@@ -168,79 +229,23 @@ def current_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion |
         raise
 
 
-def promote_if_better(
-    client: MlflowClient,
-    challenger: RegisteredVersion,
-    rule: GateRule,
-    lock_path: Path,
-    rescore: Callable[[ModelVersion], float | None] | None = None,
-) -> GateDecision:
-    """Returns the gate's decision after moving `champion` to the challenger if it wins.
-
-    It wins when it beats the run's best baseline and either no champion exists or it beats
-    the champion on the same evaluation set. A champion scored on another evaluation set is
-    re-scored on this one with `rescore`; if it cannot be (None), it stays. A file lock
-    serialises concurrent promotions, since setting an alias is last-writer-wins.
-    """
-    metric = rule.metric
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock_path), timeout=120):
-        if not rule.better(challenger.metric, rule.baseline_value):
-            return GateDecision(
-                False,
-                None,
-                f"{challenger.model} v{challenger.version} {metric} {challenger.metric:.4f} does "
-                f"not beat the best baseline, {rule.baseline} ({rule.baseline_value:.4f})",
-            )
-        champion = current_alias(client, challenger.name, CHAMPION)
-        before = "no champion"
-        if champion is not None:
-            recorded = champion.tags.get(metric_tag(metric))
-            champion_metric = float(recorded) if recorded is not None else None
-            where = ""
-            if champion.tags.get("evaluation_key") != rule.evaluation_key or recorded is None:
-                champion_metric = rescore(champion) if rescore else None
-                if champion_metric is None:
-                    return GateDecision(
-                        False,
-                        str(champion.version),
-                        f"champion v{champion.version} was scored on another evaluation set "
-                        "(or metric) and cannot be scored on this one (other inputs); it stays",
-                    )
-                where = " (re-scored on this evaluation set)"
-            if not rule.better(challenger.metric, champion_metric):
-                return GateDecision(
-                    False,
-                    str(champion.version),
-                    f"champion v{champion.version}{where} {metric} {champion_metric:.4f} is not "
-                    f"beaten by v{challenger.version} ({challenger.metric:.4f})",
-                )
-            before = f"v{champion.version}{where} at {champion_metric:.4f}"
-        client.set_registered_model_alias(challenger.name, CHAMPION, challenger.version)
-        return GateDecision(
-            True,
-            challenger.version,
-            f"champion -> v{challenger.version} ({challenger.model}, {metric} "
-            f"{challenger.metric:.4f}; was {before})",
-        )
-
-
 def rescore_registered(
     version: ModelVersion, family: Family, score: Callable[[dict, dict[str, Path]], float | None]
 ) -> float | None:
     """Returns `score(model_config, artifacts)` of a registered version, its artifacts
-    downloaded to a temporary folder."""
+    downloaded to a temporary folder and verified against their logged digests. No code from
+    the registry runs: the MLmodel file is read as YAML data, and `score` loads the weights,
+    JSON and Parquet with the installed trainyard."""
+    uri = f"models:/{version.name}/{version.version}"
     with tempfile.TemporaryDirectory() as folder:
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                f"models:/{version.name}/{version.version}", dst_path=folder
-            )
-        )
+        local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=folder))
         flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
         artifacts = {
             name: local / entry["path"] for name, entry in flavor.get("artifacts", {}).items()
         }
-        return score(flavor.get("config", {}), artifacts)
+        config = flavor.get("config", {})
+        verify_artifacts(artifacts, config.get(ARTIFACT_DIGESTS), uri)
+        return score(config, artifacts)
 
 
 @functools.lru_cache(maxsize=1)

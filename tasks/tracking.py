@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.metadata
+import platform
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,8 +21,9 @@ from trainyard.tasks.family import Family, Prepared
 
 
 @functools.lru_cache(maxsize=8)
-def git_commit(root: Path) -> str:
-    """Returns the checked-out git commit (with "-dirty" if the tree has changes), or "unknown"."""
+def git_state(root: Path) -> tuple[str, bool | None]:
+    """Returns the checked-out git commit and whether the tree has changes to tracked code
+    (("unknown", None) outside a git checkout)."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
@@ -43,8 +46,22 @@ def git_commit(root: Path) -> str:
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit}-dirty" if dirty else commit
+        return "unknown", None
+    return commit, bool(dirty)
+
+
+LIBRARIES = ("trainyard", "torch", "lightning", "mlflow", "pytorch-forecasting", "prefect", "dvc")
+
+
+def library_versions() -> dict[str, str]:
+    """Returns the Python version and the versions of the libraries a model depends on."""
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
 def experiment_name(family: Family, params: FamilySection, register: RegisterConfig) -> str:
@@ -70,7 +87,8 @@ def lineage_tags(
     path = Path(prepared.path)
     return {
         "family": family.name,
-        "git_commit": git_commit(root),
+        "git_commit": git_state(root)[0],
+        "git_dirty": str(git_state(root)[1]).lower(),
         "params_hash": params.section_hash(),
         "data_version": prepared.md5,
         "data_path": str(path.relative_to(root)) if path.is_relative_to(root) else str(path),

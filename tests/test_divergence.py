@@ -44,3 +44,48 @@ def test_finite_steps_pass():
     guard.on_train_batch_end(trainer, None, None, None, 0)  # a step that returned nothing
     with pytest.raises(DivergedError, match="the training loss is inf"):
         guard.on_train_batch_end(trainer, None, torch.tensor(float("inf")), None, 0)
+
+
+def test_a_diverged_model_is_dropped_and_the_others_go_on():
+    from trainyard.tasks.pipeline import keep_trained
+
+    diverged = DivergedError("lstm: training diverged in epoch 2 (step 17): the loss is nan")
+    assert keep_trained({"lstm": diverged, "tcn": "tcn-result"}) == ["tcn-result"]
+    with pytest.raises(DivergedError, match="every model diverged: lstm"):
+        keep_trained({"lstm": diverged})
+    with pytest.raises(KeyError):  # any other failure is a bug or bad input: raised
+        keep_trained({"lstm": diverged, "tcn": KeyError("boom")})
+
+
+@pytest.mark.slow
+def test_the_pipeline_registers_the_models_that_did_not_diverge(tmp_path: Path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from trainyard.config import RegisterConfig
+    from trainyard.environment import ProjectPaths, configure_environment
+    from trainyard.tasks import pipeline
+
+    params = load_params(ROOT / "params.yaml", "quick")
+    params.train.models = ["lstm", "tcn"]
+    params.evaluate.classical = "none"
+    paths = ProjectPaths(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    configure_environment(paths)
+    train = pipeline.train_in_subprocess
+
+    def lstm_diverges(family, name, *args, **kwargs):
+        # Fault injection: the LSTM's training process reports a divergence.
+        if name == "lstm":
+            raise DivergedError("lstm: training diverged in epoch 1 (step 3): the loss is inf")
+        return train(family, name, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_in_subprocess", lstm_diverges)
+    result = pipeline.run_family(FORECAST, params, RegisterConfig(experiment="diverge"), paths)
+
+    assert [model.result.name for model in result.trained] == ["tcn"]
+    assert "lstm" not in result.evaluation.metrics and "tcn" in result.evaluation.metrics
+    assert [version.model for version in result.versions] == ["tcn"]
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("diverge")
+    runs = {r.info.run_name: r.info.status for r in client.search_runs([experiment.experiment_id])}
+    assert runs == {"forecast-pipeline": "FINISHED", "lstm": "FAILED", "tcn": "FINISHED"}

@@ -3,6 +3,7 @@ versions of each with aliases and lineage; `--family rl` runs RL alone."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,23 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-LINEAGE = ("family", "git_commit", "params_hash", "data_version", "evaluation_key")
+# Every registered version's lineage (the issue's list): code, data, params, runs, evaluation.
+LINEAGE = (
+    "family",
+    "git_commit",
+    "git_dirty",
+    "params_hash",
+    "params",
+    "data_version",
+    "data_path",
+    "mlflow_run_id",
+    "prefect_flow_run_id",
+    "evaluation_key",
+    "gate_metric",
+    "best_baseline",
+    "train_finite",
+    "libraries",
+)
 
 
 def _trainyard(args: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -69,6 +86,10 @@ def test_quick_profile_registers_every_family_with_aliases_and_lineage(project):
         assert {v.tags["model"] for v in versions} == kinds
         for version in versions:
             assert all(version.tags.get(tag) for tag in LINEAGE), version.tags
+            assert version.tags["mlflow_run_id"] == version.run_id
+            assert version.tags[f"eval_{version.tags['gate_metric']}"]
+            assert {"torch", "lightning", "mlflow"} <= set(json.loads(version.tags["libraries"]))
+            assert json.loads(version.tags["params"])["train"]["models"]
             assert client.get_run(version.run_id).info.status == "FINISHED"
     assert (root / "data/rl/reports/plots/dqn_scenario0.gif").stat().st_size > 0
     assert (root / "data/forecast/reports/metrics.json").exists()

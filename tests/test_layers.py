@@ -18,7 +18,13 @@ PACKAGES = {
     "flows": "trainyard.flows",
 }
 FAMILIES = ("forecast", "rl", "text")
-GROUND = ("trainyard.config", "trainyard.environment", "trainyard.errors", "trainyard.progress")
+GROUND = (
+    "trainyard.config",
+    "trainyard.data_versions",
+    "trainyard.environment",
+    "trainyard.errors",
+    "trainyard.progress",
+)
 
 
 def _module_name(path: Path) -> str:

@@ -246,6 +246,7 @@ def run(
     # dvc.yaml's stages read params.yaml as it is: only such a run's outputs are its outputs.
     if profile is None and not dataset and params_file.resolve() == paths.root / "params.yaml":
         _commit_to_dvc(paths, list(sections))
+    _push_data(paths, results)
     console.print(f"Done in {seconds:.0f} s. Where to look:")
     console.print(f"  mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']}")
     console.print(
@@ -275,6 +276,26 @@ def _commit_to_dvc(paths: ProjectPaths, families: list[str]) -> None:
         console.print("DVC: outputs committed (dvc.lock and the local cache are up to date)")
     else:
         console.print(f"[yellow]DVC: commit failed[/]: {done.stderr.strip()[-300:]}")
+
+
+def _push_data(paths: ProjectPaths, results: list) -> None:
+    """Pushes every family's data version to the DVC remote, so that a clone can pull the data
+    a model version was trained on. A failure only warns: the models are registered already."""
+    if not (paths.root / ".dvc").exists():
+        return
+    from trainyard.data_versions import push_data_version
+
+    urls = set()
+    for result in results:
+        prepared = result.prepared
+        try:
+            urls.add(push_data_version(paths.root, prepared.path, prepared.md5))
+        except Exception as error:  # noqa: BLE001 - no push failure may fail a finished run
+            console.print(
+                f"[yellow]DVC: {result.family} data not pushed[/]: {error}", soft_wrap=True
+            )
+    if urls:
+        console.print(f"DVC: data pushed to {', '.join(sorted(urls))}")
 
 
 class _HideRunFailures(logging.Filter):
@@ -378,20 +399,68 @@ def evaluate(
     console.print(_verdict(result, params.evaluate.metric))
 
 
-@app.command()
-@_user_errors_exit
-def models(
-    params_file: ParamsOption = Path("params.yaml"),
-) -> None:
-    """List registered models with their versions, aliases, evaluation metric and data."""
+models_app = typer.Typer(
+    help="List registered models, or show one version's metrics and lineage.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(models_app, name="models")
+
+
+def _registry(params_file: Path):
+    """Returns (project paths, an MLflow client) once the tracking server answers."""
     from mlflow.tracking import MlflowClient
 
     paths = ProjectPaths(_root(params_file))
     quiet_libraries()
     configure_environment(paths)
     check_servers(prefect=False)
-    client = MlflowClient()
-    registered = client.search_registered_models()
+    return paths, MlflowClient()
+
+
+def _resolve(client, reference: str):
+    """Returns the model version `reference` names: NAME@ALIAS, NAME/VERSION or NAME (its
+    challenger)."""
+    from mlflow.exceptions import MlflowException
+
+    from trainyard.tasks.registry import CHALLENGER, current_alias
+
+    name, _, alias = reference.partition("@")
+    name, _, number = name.partition("/")
+    _require_model(client, name)
+    try:
+        if number:
+            return client.get_model_version(name, number)
+        version = current_alias(client, name, alias or CHALLENGER)
+    except MlflowException as error:
+        raise UserError(f"{reference}: no such version ({error.message})") from None
+    if version is None:
+        raise UserError(f"{reference}: no version of {name} holds @{alias or CHALLENGER}")
+    return version
+
+
+def _require_model(client, name: str) -> None:
+    from trainyard.tasks.promotion import is_lock
+
+    names = [m.name for m in client.search_registered_models() if not is_lock(m.name)]
+    if name not in names:
+        known = ", ".join(sorted(names)) or "none yet: run `trainyard run`"
+        raise UserError(f"no registered model {name!r}; registered models: {known}")
+
+
+@models_app.callback()
+@_user_errors_exit
+def models(
+    context: typer.Context,
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """List registered models with their versions, aliases, evaluation metric and data."""
+    if context.invoked_subcommand is not None:
+        return
+    from trainyard.tasks.promotion import is_lock
+
+    _, client = _registry(params_file)
+    registered = [m for m in client.search_registered_models() if not is_lock(m.name)]
     if not registered:
         console.print("No registered models yet: run `trainyard run` first.")
         return
@@ -404,7 +473,10 @@ def models(
             table.add_column(column)
         versions = client.search_model_versions(f"name='{model.name}'")
         for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
+            metric = version.tags.get("gate_metric")
             metrics = {k[5:]: v for k, v in version.tags.items() if k.startswith("eval_")}
+            if metric in metrics:
+                metrics = {metric: metrics[metric]}
             shown = ", ".join(f"{k} {float(v):.4f}" for k, v in metrics.items()) or "-"
             table.add_row(
                 str(version.version),
@@ -415,6 +487,272 @@ def models(
                 (version.run_id or "")[:8],
             )
         console.print(table)
+
+
+@models_app.command("show")
+@_user_errors_exit
+def models_show(
+    reference: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME/VERSION or NAME.")],
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Show one version: aliases, metrics, and the lineage to reproduce it."""
+    import json
+
+    _, client = _registry(params_file)
+    version = _resolve(client, reference)
+    model = client.get_registered_model(version.name)
+    aliases = [a for a, v in (model.aliases or {}).items() if str(v) == str(version.version)]
+    tags = dict(version.tags)
+    console.print(f"[bold]{version.name} v{version.version}[/]  {tags.get('model', '?')}")
+    console.print(f"  aliases      {', '.join(aliases) or '-'}")
+    metrics = {k[5:]: float(v) for k, v in tags.items() if k.startswith("eval_")}
+    console.print("  metrics      " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
+    console.print(f"  evaluated on {tags.get('evaluation_key', '?')}")
+    lineage = Table(title="lineage", show_header=False)
+    shown = (
+        "family",
+        "git_commit",
+        "git_dirty",
+        "data_version",
+        "data_path",
+        "data_source",
+        "dvc_remote",
+        "params_hash",
+        "mlflow_run_id",
+        "prefect_flow_run_id",
+        "train_finite",
+        "best_baseline",
+        "libraries",
+    )
+    for key in shown:
+        lineage.add_row(key, tags.get(key, "-"))
+    stages = {k: v for k, v in tags.items() if k.startswith("stage.")}
+    for key, value in sorted(stages.items()):
+        lineage.add_row(key, value)
+    console.print(lineage)
+    params = tags.get("params")
+    if params:
+        console.print("  params       " + json.dumps(json.loads(params), sort_keys=True)[:2000])
+    console.print("To reproduce it:")
+    console.print(f"  git checkout {tags.get('git_commit', '<commit>')}")
+    console.print(f"  trainyard checkout {version.name}/{version.version}   # its data, by DVC md5")
+    console.print(f"  trainyard run --family {tags.get('family', '<family>')}")
+
+
+def _family_context(client, version, params_file: Path, profile: str | None):
+    """Returns (family, its params, register config, paths) for gating `version`."""
+    from trainyard.tasks.registry import registered_model_name
+
+    family_name = version.tags.get("family")
+    if family_name not in family_names():
+        raise UserError(
+            f"{version.name} v{version.version} has no family tag (no lineage): trainyard "
+            "cannot score it"
+        )
+    family = get_family(family_name)
+    params = _load(params_file, profile, [family_name])[family_name]
+    _, register = _shared(params_file, profile)
+    paths = ProjectPaths(_root(params_file))
+    expected = registered_model_name(family, family.label(params))
+    if expected != version.name:
+        raise UserError(
+            f"{version.name} is not what {params_file} prepares ({expected}): the gate scores "
+            "versions on the current evaluation data; use the --params/--profile that prepares "
+            f"{version.name}'s data"
+        )
+    return family, params, register, paths
+
+
+def _print_decision(decision) -> None:
+    colour = "green" if decision.promoted else "yellow"
+    console.print(f"[{colour}]{decision.reason}[/]", highlight=False)
+    if not decision.promoted:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@_user_errors_exit
+def promote(
+    reference: Annotated[str, typer.Argument(help="Registered model NAME (or NAME@ALIAS).")],
+    version: Annotated[
+        str | None, typer.Option("--version", help="The version to promote.")
+    ] = None,
+    alias: Annotated[
+        str | None,
+        typer.Option(
+            "--alias",
+            help="Promote the version holding this alias (default: challenger for the first "
+            "stage, the previous stage for later ones).",
+        ),
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="The stage (alias) to promote into.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Skip the gate (needs --reason; recorded).")
+    ] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why: kept in the history.")] = "",
+    params_file: ParamsOption = Path("params.yaml"),
+    profile: ProfileOption = None,
+) -> None:
+    """Promote a version into a stage through the family's gate: both it and the stage's
+    holder are scored on the current evaluation data; exit 1 when the gate refuses."""
+    from trainyard.config import StageGate
+    from trainyard.tasks.pipeline import current_gate
+    from trainyard.tasks.promotion import Promotion
+    from trainyard.tasks.promotion import promote as promote_version
+
+    _, client = _registry(params_file)
+    name, _, given = reference.partition("@")
+    _, register = _shared(params_file, profile)
+    stage = to or register.stages[0]
+    if stage not in register.stages:
+        raise UserError(
+            f"--to {stage}: not a stage; register.stages are {', '.join(register.stages)}"
+        )
+    if version is None:
+        position = register.stages.index(stage)
+        source = (
+            alias or given or ("challenger" if position == 0 else register.stages[position - 1])
+        )
+        candidate = _resolve(client, f"{name}@{source}")
+    else:
+        candidate = _resolve(client, f"{name}/{version}")
+    family, params, register, paths = _family_context(client, candidate, params_file, profile)
+    rule, score = current_gate(family, params, paths, candidate)
+    request = Promotion(
+        name,
+        str(candidate.version),
+        stage,
+        rule,
+        params.gate.get(stage, StageGate()),
+        force=force,
+        reason=reason,
+    )
+    _print_decision(promote_version(client, request, score))
+
+
+@app.command()
+@_user_errors_exit
+def rollback(
+    name: Annotated[str, typer.Argument(help="Registered model NAME.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="The stage to roll back (default: the first).")
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why: kept in the history.")] = "",
+    params_file: ParamsOption = Path("params.yaml"),
+    profile: ProfileOption = None,
+) -> None:
+    """Give a stage back to the version that held it before (from the audit trail)."""
+    from trainyard.tasks.promotion import rollback as roll_back
+
+    _, client = _registry(params_file)
+    _require_model(client, name)
+    _, register = _shared(params_file, profile)
+    stage = to or register.stages[0]
+    _print_decision(roll_back(client, name, stage, reason))
+
+
+@app.command()
+@_user_errors_exit
+def history(
+    name: Annotated[str, typer.Argument(help="Registered model NAME.")],
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Show every promotion, refusal and rollback of a registered model, newest first."""
+    from trainyard.tasks.promotion import audit_records
+
+    _, client = _registry(params_file)
+    _require_model(client, name)
+    records = audit_records(client, name)
+    if not records:
+        console.print(f"{name}: no promotions recorded yet")
+        return
+    table = Table(title=f"{name}: history, newest first")
+    for column in (
+        "#",
+        "when (UTC)",
+        "who",
+        "action",
+        "alias",
+        "from -> to",
+        "metric",
+        "reason",
+        "data",
+    ):
+        table.add_column(column)
+    for record in reversed(records):
+        values = record.get("metrics") or {}
+        metric = record.get("metric")
+        shown = ""
+        if metric and values.get("candidate") is not None:
+            shown = f"{metric} {values['candidate']:.4f}"
+            if values.get("holder") is not None:
+                shown += f" vs {values['holder']:.4f}"
+        table.add_row(
+            str(record["seq"]),
+            record["time"].replace("+00:00", ""),
+            record.get("actor", "?"),
+            record["action"],
+            record.get("alias", ""),
+            f"{'v' + record['from'] if record.get('from') else '-'} -> v{record['to']}",
+            shown,
+            record.get("reason", ""),
+            (record.get("data_version") or "")[:12],
+        )
+    console.print(table)
+
+
+@app.command()
+@_user_errors_exit
+def checkout(
+    version: Annotated[
+        str,
+        typer.Argument(
+            help="A registered model version: NAME@ALIAS (e.g. co2-forecaster@champion), "
+            "NAME/VERSION or NAME (its challenger).",
+            metavar="NAME@ALIAS",
+            show_default=False,
+        ),
+    ],
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            "--remote",
+            help="DVC remote (URL or configured name) to pull from. Default: the version's "
+            "dvc_remote tag, else this repo's default remote.",
+        ),
+    ] = None,
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Pull the data a registered model version was trained on; print how to retrain it."""
+    from trainyard.data_versions import pull_data_version
+
+    paths, client = _registry(params_file)
+    tags = _resolve(client, version).tags
+    md5, data_path = tags.get("data_version"), tags.get("data_path")
+    if not md5 or not data_path:
+        raise UserError(f"{version}: no data_version / data_path tags: nothing to pull")
+    source = remote or tags.get("dvc_remote") or None
+    target = pull_data_version(paths.root, data_path, md5, source)
+    console.print(f"Data: {target} is data version {md5}", soft_wrap=True)
+    commit = tags.get("git_commit", "unknown")
+    dirty = commit.endswith("-dirty") or tags.get("git_dirty", "").lower() == "true"
+    commit = commit.removesuffix("-dirty")
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=paths.root, capture_output=True, text=True
+    ).stdout.strip()
+    if dirty:
+        console.print(
+            f"[yellow]Code: trained from {commit} with uncommitted changes[/]: "
+            "git holds only the commit, not those changes",
+            soft_wrap=True,
+        )
+    console.print("Next:")
+    if commit != "unknown" and commit != head:
+        console.print(f"  git checkout {commit}")
+    family = tags.get("family")
+    console.print(f"  trainyard run --family {family}" if family else "  trainyard run")
 
 
 @app.command()
@@ -429,6 +767,8 @@ def datasets() -> None:
     for name, loader in BUILTIN_CORPORA.items():
         summary = " ".join(line.strip() for line in loader.__doc__.split("\n\n")[0].splitlines())
         console.print(f"text [bold]{name}[/]: {summary}")
+
+
 
 
 def main() -> None:
