@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow
 
-from trainyard.config import FamilySection, RegisterConfig
-from trainyard.environment import ProjectPaths
+from trainyard.config import (
+    FamilySection,
+    RegisterConfig,
+    RunConfig,
+    read_params_file,
+    section_from_dict,
+)
+from trainyard.environment import (
+    ProjectPaths,
+    check_servers,
+    configure_environment,
+    find_project_root,
+    quiet_libraries,
+)
 from trainyard.flows.family import family_flow
 from trainyard.tasks.families import get_family
 from trainyard.tasks.pipeline import FamilyResult
@@ -18,4 +32,51 @@ def pipeline_flow(
     """Runs each family's flow in order; the families share the cores one at a time."""
     return [
         family_flow(get_family(name))(params, register, paths) for name, params in sections.items()
+    ]
+
+
+def load_pipeline_config(
+    params_file: Path, profile: str | None, families: list[str] | None
+) -> tuple[dict[str, FamilySection], RegisterConfig]:
+    """Returns the families' sections (default: run.families) and `register:` of a params
+    file, a profile's overrides applied."""
+    raw = read_params_file(params_file, profile)
+    names = families or section_from_dict(RunConfig, raw.get("run"), f"{params_file}: run").families
+    sections = {
+        name: section_from_dict(
+            get_family(name).section, raw.get(name) or {}, f"{params_file}: {name}"
+        )
+        for name in names
+    }
+    register = section_from_dict(RegisterConfig, raw.get("register"), f"{params_file}: register")
+    return sections, register
+
+
+@flow(name="trainyard-from-params")
+def pipeline_from_params(
+    families: list[str] | None = None,
+    profile: str | None = None,
+    params_file: str = "params.yaml",
+) -> list[dict[str, object]]:
+    """Returns per family the gate metric's best model, registered versions and gate verdict.
+
+    What a deployment runs: its parameters are plain JSON, and the params file (relative to
+    the working directory) is read when the run starts, so a scheduled run uses it as it is
+    then. Prefect and MLflow come from the environment, as for `trainyard run`.
+    """
+    path = Path(params_file).resolve()
+    sections, register = load_pipeline_config(path, profile, families)
+    paths = ProjectPaths(find_project_root(path.parent))
+    quiet_libraries()
+    configure_environment(paths)
+    check_servers(prefect=False)  # this run already talks to its Prefect server
+    return [
+        {
+            "family": result.family,
+            "metric": result.metric,
+            "best_model": result.evaluation.best_model(result.metric),
+            "registered": {version.model: version.version for version in result.versions},
+            "gate": result.decision.reason if result.decision else None,
+        }
+        for result in pipeline_flow(sections, register, paths)
     ]

@@ -30,11 +30,14 @@ from trainyard.environment import (
     ProjectPaths,
     check_servers,
     configure_environment,
+    ensure_tracking_store,
     find_project_root,
     quiet_libraries,
 )
 from trainyard.errors import UserError
+from trainyard.server_cli import schedule, server_app
 from trainyard.tasks.families import family_names, get_family
+from trainyard.watchdog import start_watchdog
 
 app = typer.Typer(
     help=(
@@ -225,6 +228,8 @@ def run(
     quiet_libraries()
     where = configure_environment(paths)
     check_servers(prefect=not no_orchestrator)
+    ensure_tracking_store(paths)
+    start_watchdog()  # stops the servers and trainings this run starts if it is killed
     console.print(f"Prefect: {'off' if no_orchestrator else where['prefect']}")
     console.print(f"MLflow:  {where['mlflow']}")
     started = time.perf_counter()
@@ -415,6 +420,7 @@ def _registry(params_file: Path):
     quiet_libraries()
     configure_environment(paths)
     check_servers(prefect=False)
+    ensure_tracking_store(paths)
     return paths, MlflowClient()
 
 
@@ -703,6 +709,219 @@ def history(
     console.print(table)
 
 
+PREDICTION_SUFFIXES = (".csv", ".parquet", ".json", ".jsonl")  # what --output can write
+SHOWN_PREDICTIONS = 50  # rows printed when no --output is given
+
+
+def _inference_params(pairs: list[str], signature) -> dict[str, object]:
+    """Returns --param KEY=VALUE pairs as the model's inference params, each value converted
+    to the type the model's signature declares for it."""
+    declared = signature.params if signature is not None else None
+    specs = {spec.name: spec for spec in (declared.params if declared else [])}
+    known = ", ".join(f"{s.name} ({s.dtype.name}, default {s.default})" for s in specs.values())
+    values: dict[str, object] = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise UserError(f"--param {pair}: write KEY=VALUE, e.g. --param temperature=0.5")
+        if key not in specs:
+            takes = f"it takes {known}" if specs else "it takes no params"
+            raise UserError(f"--param {key}: the model takes no such param; {takes}")
+        kind = specs[key].dtype.name
+        try:
+            if kind in ("long", "integer"):
+                values[key] = int(text)
+            elif kind in ("double", "float"):
+                values[key] = float(text)
+            elif kind == "boolean" and text.lower() in ("true", "false"):
+                values[key] = text.lower() == "true"
+            elif kind in ("string", "binary"):
+                values[key] = text
+            else:
+                raise ValueError
+        except ValueError:
+            raise UserError(f"--param {key}={text}: not a {kind} value") from None
+    return values
+
+
+def _fit_signature(frame, schema, path: Path):
+    """Returns the input table converted to the column types of the model's signature, as
+    `mlflow models serve` converts a request; raises DataError naming the file, the column
+    and the first value that does not convert."""
+    import numpy as np
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+    from mlflow.types.schema import Schema
+    from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
+
+    from trainyard.errors import DataError
+
+    if schema is None or not schema.has_input_names():
+        return frame
+    takes = ", ".join(
+        f"{spec.name} ({getattr(spec.type, 'name', spec.type)})" for spec in schema.inputs[:12]
+    )
+    missing = [name for name in schema.required_input_names() if name not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{path}: no column {', '.join(map(repr, missing[:6]))}"
+            f"{' ...' if len(missing) > 6 else ''}; the model reads {takes}"
+            f"{' ...' if len(schema.inputs) > 12 else ''}; the file has "
+            f"{', '.join(map(str, frame.columns[:12])) or 'no columns'}"
+        )
+    frame = frame.copy()
+    for spec in schema.inputs:
+        if spec.name not in frame.columns:
+            continue
+        try:
+            frame[spec.name] = cast_df_types_according_to_schema(
+                frame[[spec.name]], Schema([spec])
+            )[spec.name]
+        except MlflowException:
+            values = frame[spec.name]
+            kind = getattr(spec.type, "name", str(spec.type))
+            parse = pd.to_datetime if kind == "datetime" else pd.to_numeric
+            try:
+                bad = parse(values, errors="coerce").isna().to_numpy() & values.notna().to_numpy()
+            except (TypeError, ValueError):
+                bad = np.zeros(len(values), dtype=bool)
+            where, value = "", ""
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                line = f"line {row + 2}" if path.suffix.lower() == ".csv" else f"row {row + 1}"
+                where, value = f", {line}", f"{values.iloc[row]!r} "
+            raise DataError(
+                f"{path}: column {spec.name!r}{where}: {value}is not a {kind} value, as the "
+                f"model reads {spec.name!r}"
+            ) from None
+    return frame
+
+
+def _write_predictions(frame, path: Path) -> None:
+    """Writes the predictions to path (format by suffix) through a temporary file beside it:
+    path is either complete or untouched."""
+    suffix = path.suffix.lower()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".csv":
+            frame.to_csv(temporary, index=False)
+        elif suffix == ".parquet":
+            frame.to_parquet(temporary, index=False)
+        else:
+            lines = suffix == ".jsonl"
+            frame.to_json(
+                temporary, orient="records", lines=lines, date_format="iso", force_ascii=False
+            )
+        os.replace(temporary, path)
+    except OSError as error:
+        raise UserError(f"{path}: cannot write the predictions ({error})") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _predictions_table(frame, title: str) -> Table:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for row in frame.head(SHOWN_PREDICTIONS).itertuples(index=False):
+        table.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
+    return table
+
+
+@app.command()
+@_user_errors_exit
+def predict(
+    reference: Annotated[
+        str,
+        typer.Argument(
+            help="A registered model version: NAME@ALIAS (e.g. co2-forecaster@champion), "
+            "NAME/VERSION or NAME (its challenger).",
+            metavar="NAME@ALIAS",
+            show_default=False,
+        ),
+    ],
+    input_file: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            "-i",
+            help="The model input: a history table (forecaster), agent{a}_obs{d} columns "
+            "(agent), or prompts as a .txt file, one per line, or a `prompt` column (language "
+            "model). Tables: .csv (UTF-8), .parquet, .json, .jsonl.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the predictions here: .csv, .parquet, .json or .jsonl. Default: print "
+            "them as a table.",
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="An inference param KEY=VALUE (repeatable), e.g. temperature=0.5 or "
+            "length=80 for a language model.",
+        ),
+    ] = None,
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Predict with a registered model version on a file of inputs: forecasts of every series
+    of a history table, every agent's action per state, or continuations of prompts."""
+    import mlflow.models
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from trainyard.errors import DataError
+
+    if output is not None and output.suffix.lower() not in PREDICTION_SUFFIXES:
+        raise UserError(
+            f"--output {output}: cannot write {output.suffix or 'a file without suffix'}; "
+            f"name a {', '.join(PREDICTION_SUFFIXES)} file"
+        )
+    _, client = _registry(params_file)
+    version = _resolve(client, reference)
+    family = version.tags.get("family")
+    if family not in family_names():
+        raise UserError(
+            f"{version.name} v{version.version} has no family tag: it was not registered by "
+            "trainyard, so its input format is unknown; load it with mlflow.pyfunc.load_model"
+        )
+    frame = get_family(family).read_input(input_file)
+    uri = f"models:/{version.name}/{version.version}"
+    signature = mlflow.models.get_model_info(uri).signature
+    inference = _inference_params(param or [], signature)
+    frame = _fit_signature(frame, signature.inputs if signature else None, input_file)
+    model = mlflow.pyfunc.load_model(uri)
+    try:
+        result = model.predict(frame, params=inference or None)
+    except UserError as error:
+        raise DataError(f"{input_file}: {error}") from None
+    except MlflowException as error:
+        reason = error.message.rpartition("Error: ")[2] or error.message
+        raise DataError(f"{input_file}: the model refuses the input: {reason}") from None
+    predictions = result if isinstance(result, pd.DataFrame) else pd.DataFrame(result)
+    source = f"{version.name} v{version.version}"
+    if output is not None:
+        _write_predictions(predictions, output)
+        console.print(f"{output}: {len(predictions)} rows predicted by {source}")
+        return
+    console.print(_predictions_table(predictions, f"{source} on {input_file}"))
+    if len(predictions) > SHOWN_PREDICTIONS:
+        console.print(
+            f"... and {len(predictions) - SHOWN_PREDICTIONS} more rows: write them all with "
+            "--output FILE"
+        )
+
+
 @app.command()
 @_user_errors_exit
 def checkout(
@@ -769,6 +988,8 @@ def datasets() -> None:
         console.print(f"text [bold]{name}[/]: {summary}")
 
 
+app.command()(schedule)
+app.add_typer(server_app, name="server")
 
 
 def main() -> None:
