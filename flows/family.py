@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import threading
 
 from prefect import Flow, flow, task
@@ -100,30 +101,41 @@ def family_flow(family: Family) -> Flow:
             family, params, register, prepared, paths.root, artifact_root(paths)
         ) as run_id:
             forget_training_summary(models_dir)
-            slots = threading.BoundedSemaphore(parallel_trainings(params))
-            with training_progress() as queue:
-                futures = [
-                    train_task.submit(family, name, prepared, params, paths, run_id, queue, slots)
-                    for name in params.train.models
-                ]
-                wait(futures)  # a failed model must not leave the others running past the flow
-                trained = pipeline.keep_trained(
-                    {
-                        name: future.result(raise_on_failure=False)
-                        for name, future in zip(params.train.models, futures, strict=True)
-                    }
+            try:
+                slots = threading.BoundedSemaphore(parallel_trainings(params))
+                with training_progress() as queue:
+                    futures = [
+                        train_task.submit(
+                            family, name, prepared, params, paths, run_id, queue, slots
+                        )
+                        for name in params.train.models
+                    ]
+                    wait(futures)  # a failed model must not leave others running past the flow
+                    trained = pipeline.keep_trained(
+                        {
+                            name: future.result(raise_on_failure=False)
+                            for name, future in zip(params.train.models, futures, strict=True)
+                        }
+                    )
+                evaluation = evaluate_task(family, prepared, trained, params, paths)
+                log_evaluation_task(evaluation, trained, run_id)
+                result = pipeline.FamilyResult(
+                    family.name,
+                    params.evaluate.metric,
+                    prepared,
+                    cached,
+                    evaluation,
+                    trained,
+                    run_id,
                 )
-            pipeline.write_training_summary([model.result for model in trained], models_dir)
-            evaluation = evaluate_task(family, prepared, trained, params, paths)
-            log_evaluation_task(evaluation, trained, run_id)
-            result = pipeline.FamilyResult(
-                family.name, params.evaluate.metric, prepared, cached, evaluation, trained, run_id
-            )
-            if register.enabled:
-                context = {"prefect_flow_run_id": str(flow_run.get_id())}
-                result.versions, result.decision = register_task(
-                    family, trained, evaluation, prepared, params, paths, register, context
-                )
+                if register.enabled:
+                    context = {"prefect_flow_run_id": str(flow_run.get_id())}
+                    result.versions, result.decision = register_task(
+                        family, trained, evaluation, prepared, params, paths, register, context
+                    )
+                pipeline.publish_models(trained, models_dir)
+            finally:
+                shutil.rmtree(paths.run(run_id, family.name), ignore_errors=True)
         return result
 
     return run

@@ -8,6 +8,8 @@ the methods of `Family`; it never asks which family it runs. A family lives in i
 from __future__ import annotations
 
 import abc
+import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,68 @@ def load_checkpoint(model_class: Any, model_dir: Path, kind: str, family: str) -
         raise DataError(
             f"{path}: the {kind} checkpoint cannot be loaded as weights ({error}); train it "
             f"again with `trainyard train --family {family}`"
+        ) from None
+
+
+INPUT_SUFFIXES = (".csv", ".parquet", ".json", ".jsonl")  # model input files read_input reads
+# A JSON input may also be the body of a request to `mlflow models serve`, so one file serves
+# both; its "params" are not read (give them with --param).
+SERVING_PAYLOADS = {"dataframe_split": "split", "dataframe_records": "records"}
+
+
+def read_input_table(path: Path, as_text: bool = False) -> pd.DataFrame:
+    """Returns the table in a model input file: CSV (UTF-8, header row), Parquet, JSON (a list
+    of records, {column: values}, or an /invocations body) or JSON lines. `as_text` reads
+    every CSV cell as text (no numbers, no NA markers). Raises DataError naming the file."""
+    from trainyard.tasks.prepared import decode_utf8
+
+    suffix = path.suffix.lower()
+    if suffix not in INPUT_SUFFIXES:
+        raise DataError(
+            f"{path}: cannot read {suffix or 'a file without suffix'} as model input; give a "
+            f"table as {', '.join(INPUT_SUFFIXES)}"
+        )
+    if not path.is_file():
+        why = "is a folder" if path.is_dir() else "no such file"
+        raise DataError(f"{path}: {why}; give the model input table with --input")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty; give a table with a header row")
+    try:
+        if suffix == ".csv":
+            text = io.StringIO(decode_utf8(path))
+            if as_text:
+                return pd.read_csv(text, dtype=str, keep_default_na=False)
+            return pd.read_csv(text)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix == ".jsonl":
+            return pd.read_json(io.StringIO(decode_utf8(path)), lines=True, dtype=False)
+        value = json.loads(decode_utf8(path))
+    except DataError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a damaged or foreign file: say which and why
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"{path}: cannot be read as {suffix[1:]} ({reason})") from None
+    return _json_table(value, path)
+
+
+def _json_table(value: Any, path: Path) -> pd.DataFrame:
+    """Returns the table a parsed JSON input holds (see read_input_table)."""
+    orient = None
+    if isinstance(value, dict):
+        key = next((key for key in SERVING_PAYLOADS if key in value), None)
+        if key:
+            value, orient = value[key], SERVING_PAYLOADS[key]
+    try:
+        if orient == "split" and isinstance(value, dict):
+            return pd.DataFrame(value.get("data"), columns=value.get("columns"))
+        if isinstance(value, dict | list):
+            return pd.DataFrame(value)
+        raise ValueError(f"the file holds a JSON {type(value).__name__}")
+    except (TypeError, ValueError) as error:
+        raise DataError(
+            f"{path}: not a table ({error}); give a list of records such as "
+            '[{"column": value, ...}, ...] or {"column": [values, ...], ...}'
         ) from None
 
 
@@ -156,6 +220,11 @@ class Family(abc.ABC):
     @abc.abstractmethod
     def prepare_key(self, params: FamilySection, root: Path) -> str:
         """Returns a hash of everything prepare reads (raw data, its params, its code)."""
+
+    def read_input(self, path: Path) -> pd.DataFrame:
+        """Returns the table in a model input file for `trainyard predict` (.csv, .parquet,
+        .json, .jsonl), raising DataError naming the file when it cannot be read."""
+        return read_input_table(Path(path))
 
     def is_current(self, prepared: Prepared) -> bool:
         """Returns whether the prepared file on disk is still the one `prepared` names."""

@@ -11,6 +11,9 @@ import contextlib
 import json
 import logging
 import math
+import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +44,7 @@ from trainyard.tasks.promotion import (
 )
 from trainyard.tasks.registry import (
     CHALLENGER,
+    REGISTRATION_TAG,
     RegisteredVersion,
     current_alias,
     log_pyfunc,
@@ -122,7 +126,7 @@ def train_step(
             name,
             Path(prepared.path),
             params,
-            paths.family(family.name).models,
+            run_models_dir(paths, family, parent_run_id),
             progress_queue,
             torch_threads(params),
         )
@@ -137,6 +141,31 @@ def train_step(
             }
         )
     return TrainedModel(result, run_id)
+
+
+def run_models_dir(paths: ProjectPaths, family: Family, run_id: str) -> Path:
+    """Returns where one pipeline run trains its models: its own folder, so runs at once in
+    one project never register each other's weights."""
+    return paths.run(run_id, family.name) / "models"
+
+
+def publish_models(trained: list[TrainedModel], models_dir: Path) -> None:
+    """Copies a finished run's models into data/<family>/models (the DVC output), each
+    folder swapped in whole, and writes training.json beside them."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    for model in trained:
+        name = model.result.name
+        staging = Path(tempfile.mkdtemp(dir=models_dir, prefix=f".{name}-new-"))
+        shutil.copytree(model.result.model_dir, staging, dirs_exist_ok=True)
+        final = models_dir / name
+        if final.exists():
+            retired = Path(tempfile.mkdtemp(dir=models_dir, prefix=f".{name}-old-"))
+            os.replace(final, retired / name)
+            os.replace(staging, final)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+    write_training_summary([model.result for model in trained], models_dir)
 
 
 def for_each_model(params: FamilySection, train_one: Callable[[str], Any]) -> list[Any]:
@@ -304,6 +333,8 @@ def register_step(
             tags = version_tags(family, model, evaluation, prepared, params, paths, context)
             tags["artifact_digests"] = json.dumps(digests, sort_keys=True)
             versions.append(register_version(uri, name, kind, model.run_id, metric, value, tags))
+        for version in versions:  # a version without this tag is from an unfinished run
+            client.set_model_version_tag(name, version.version, REGISTRATION_TAG, "complete")
         sign = -1.0 if higher else 1.0
         best = min(versions, key=lambda version: sign * version.metric)
         evaluation_key = family.evaluation_key(prepared, params)
@@ -385,19 +416,22 @@ def run_family(
         family, params, register, prepared, paths.root, artifact_root(paths)
     ) as run_id:
         forget_training_summary(models_dir)
-        with training_progress() as queue:
-            trained = for_each_model(
-                params,
-                lambda name: train_step(family, name, prepared, params, paths, run_id, queue),
+        try:
+            with training_progress() as queue:
+                trained = for_each_model(
+                    params,
+                    lambda name: train_step(family, name, prepared, params, paths, run_id, queue),
+                )
+            evaluation = evaluate_step(family, prepared, trained, params, paths)
+            log_evaluation_step(evaluation, trained, run_id)
+            result = FamilyResult(
+                family.name, params.evaluate.metric, prepared, False, evaluation, trained, run_id
             )
-        write_training_summary([model.result for model in trained], models_dir)
-        evaluation = evaluate_step(family, prepared, trained, params, paths)
-        log_evaluation_step(evaluation, trained, run_id)
-        result = FamilyResult(
-            family.name, params.evaluate.metric, prepared, False, evaluation, trained, run_id
-        )
-        if register.enabled:
-            result.versions, result.decision = register_step(
-                family, trained, evaluation, prepared, params, paths, register
-            )
+            if register.enabled:
+                result.versions, result.decision = register_step(
+                    family, trained, evaluation, prepared, params, paths, register
+                )
+            publish_models(trained, models_dir)
+        finally:
+            shutil.rmtree(paths.run(run_id, family.name), ignore_errors=True)
     return result

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+# Version tag set once every version of a run is registered: one without it is from a run
+# that died mid-registration, and the next run deletes it.
+REGISTRATION_TAG = "registration"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the repo: trainyard/, tasks/, models/
 # Folders a pyfunc imports when loaded, as the namespace they are installed under.
 SHIPPED_PACKAGES = {

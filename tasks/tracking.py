@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.metadata
+import logging
+import os
 import platform
+import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +21,11 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from trainyard.config import FamilySection, RegisterConfig
+from trainyard.environment import ProjectPaths, process_alive, process_start
 from trainyard.tasks.family import Family, Prepared
+from trainyard.tasks.registry import REGISTRATION_TAG
+
+log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=8)
@@ -97,6 +105,43 @@ def lineage_tags(
     }
 
 
+def owner_tags() -> dict[str, str]:
+    """Returns tags naming the process that owns a run, so a later run on this host can tell
+    that it died (SIGKILL, power loss) and close it."""
+    pid = os.getpid()
+    return {
+        "trainyard.host": socket.gethostname(),
+        "trainyard.pid": str(pid),
+        "trainyard.pid_start": process_start(pid),
+    }
+
+
+def close_dead_runs(experiment_id: str) -> list[str]:
+    """Returns the ids of runs of this experiment whose process on this host died while they
+    ran, after marking them KILLED and deleting the model versions they left unfinished
+    (registered without the `registration: complete` tag)."""
+    client = MlflowClient()
+    host = socket.gethostname()
+    running = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`trainyard.host` = '{host}'",
+    )
+    dead = [
+        run
+        for run in running
+        if not process_alive(
+            int(run.data.tags.get("trainyard.pid", "0") or 0),
+            run.data.tags.get("trainyard.pid_start", ""),
+        )
+    ]
+    for run in dead:
+        for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
+            if version.tags.get(REGISTRATION_TAG) != "complete":
+                client.delete_model_version(version.name, version.version)
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return [run.info.run_id for run in dead]
+
+
 @contextlib.contextmanager
 def pipeline_run(
     family: Family,
@@ -111,7 +156,12 @@ def pipeline_run(
     The run ends FINISHED, or FAILED (never left RUNNING) if the block raises.
     """
     experiment_id = ensure_experiment(experiment_name(family, params, register), artifact_location)
-    tags = lineage_tags(family, prepared, params, root)
+    closed = close_dead_runs(experiment_id)
+    for run_id in closed:  # the killed run's private folder (its half-trained models)
+        shutil.rmtree(ProjectPaths(root).run(run_id, family.name), ignore_errors=True)
+    if closed:
+        log.warning("closed %d run(s) of a killed earlier run as KILLED", len(closed))
+    tags = {**lineage_tags(family, prepared, params, root), **owner_tags()}
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"{family.name}-pipeline", tags=tags
     ) as run:
@@ -149,7 +199,7 @@ def model_run(
         run_name=name,
         parent_run_id=parent_run_id,
         nested=True,
-        tags={**tags, "model": name},
+        tags={**tags, **owner_tags(), "model": name},
         log_system_metrics=system_metrics,
     ) as run:
         yield run.info.run_id

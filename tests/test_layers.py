@@ -24,6 +24,7 @@ GROUND = (
     "trainyard.environment",
     "trainyard.errors",
     "trainyard.progress",
+    "trainyard.watchdog",
 )
 
 

@@ -30,6 +30,11 @@ class ProjectPaths:
         """Returns where family `name` keeps its data, models and reports."""
         return FamilyPaths(self.root, name)
 
+    def run(self, run_id: str, family: str) -> Path:
+        """Returns the private folder of one pipeline run of a family (models it trains):
+        runs at once in one project never share files."""
+        return self.state / "runs" / f"{family}-{run_id}"
+
 
 @dataclass(frozen=True)
 class FamilyPaths:
@@ -137,6 +142,45 @@ def check_servers(prefect: bool = True) -> None:
                 "(`prefect server start --host 127.0.0.1`), fix the address, unset "
                 "PREFECT_API_URL to use an ephemeral server, or run with --no-orchestrator"
             )
+
+
+def process_start(pid: int) -> str:
+    """Returns when process `pid` started, in clock ticks since boot ("" if unknown or a
+    zombie): with the PID it names one process, even after the PID is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat.rsplit(")", 1)[1].split()  # fields from 3 on, after the command name
+    return "" if fields[0] == "Z" else fields[19]
+
+
+def process_alive(pid: int, started: str) -> bool:
+    """Returns whether the process that had `pid` and start time `started` still runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not Path("/proc").is_dir() or not started:
+        return True
+    return process_start(pid) == started  # "" once it is a zombie: dead, not yet reaped
+
+
+def ensure_tracking_store(paths: ProjectPaths) -> None:
+    """Creates the embedded MLflow store once, under a file lock: two first runs starting
+    together would otherwise both run its schema migrations and one would die."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri.startswith("sqlite:///"):
+        return
+    from filelock import FileLock
+    from mlflow.tracking import MlflowClient
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(database) + ".init.lock", timeout=300):
+        MlflowClient().search_experiments(max_results=1)
 
 
 def artifact_root(paths: ProjectPaths) -> str | None:

@@ -8,7 +8,16 @@ from typing import Any
 
 import pandas as pd
 
-from trainyard.tasks.family import EvaluationResult, Family, PyfuncSpec, TrainingSetup
+from trainyard.errors import DataError
+from trainyard.tasks.family import (
+    INPUT_SUFFIXES,
+    EvaluationResult,
+    Family,
+    PyfuncSpec,
+    TrainingSetup,
+    read_input_table,
+)
+from trainyard.tasks.prepared import decode_utf8
 from trainyard.tasks.text import prepare as preparation
 from trainyard.tasks.text.config import METRICS, MODEL_KINDS, PYTHON_DOCS, Params
 from trainyard.tasks.text.corpus import check_sizes
@@ -47,6 +56,31 @@ class TextFamily(Family):
         if not is_text:
             return None
         return {**values, "corpus": {**values.get("corpus", {}), "name": dataset}}
+
+    def read_input(self, path: Path) -> pd.DataFrame:
+        """Returns the prompts of a model input file: a .txt file with one prompt per line
+        (empty lines skipped; a line's spaces are kept), or a table with a `prompt` column
+        (a CSV's cells read as text, so "42" or "NA" stay prompts)."""
+        from trainyard.tasks.text.serving import PROMPT_COLUMN
+
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix in INPUT_SUFFIXES:
+            return read_input_table(path, as_text=True)
+        if suffix != ".txt":
+            raise DataError(
+                f"{path}: cannot read {suffix or 'a file without suffix'} as prompts; give a "
+                f".txt file (one prompt per line) or a table with a {PROMPT_COLUMN!r} column "
+                f"({', '.join(INPUT_SUFFIXES)})"
+            )
+        if not path.is_file():
+            why = "is a folder" if path.is_dir() else "no such file"
+            raise DataError(f"{path}: {why}; give a .txt file of prompts, one per line")
+        lines = (line.removesuffix("\r") for line in decode_utf8(path).split("\n"))
+        prompts = [line for line in lines if line]
+        if not prompts:
+            raise DataError(f"{path}: no prompts; write one prompt per line")
+        return pd.DataFrame({PROMPT_COLUMN: prompts})
 
     # Reads, normalises, splits and encodes the corpus; cached by a hash of the corpus files,
     # the corpus params and the prepare code.
