@@ -141,6 +141,7 @@ class TrainResult:
     n_parameters: int  # trainable parameters
     hparams: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)  # per-epoch metrics
+    resumed_from_step: int = 0  # global step an interrupted earlier attempt had reached
 
 
 @dataclass

@@ -65,6 +65,7 @@ from trainyard.tasks.training import (
     check_model_names,
     forget_training_summary,
     parallel_trainings,
+    resume_dir,
     torch_threads,
     train_in_subprocess,
     write_training_summary,
@@ -129,6 +130,7 @@ def train_step(
             run_models_dir(paths, family, parent_run_id),
             progress_queue,
             torch_threads(params),
+            resume_dir(paths.state, family, name, prepared.md5, params),
         )
         mlflow.log_params({f"model.{key}": str(value) for key, value in result.hparams.items()})
         mlflow.log_params({"model.kind": name, "model.n_parameters": result.n_parameters})
@@ -138,6 +140,7 @@ def train_step(
                 f"best/{result.monitor.replace('/', '_')}": result.best_score,
                 "train/epochs": result.epochs,
                 "train/seconds": result.seconds,
+                "train/resumed_from_step": result.resumed_from_step,
             }
         )
     return TrainedModel(result, run_id)

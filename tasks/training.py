@@ -7,12 +7,15 @@ progress reports and the atomic swap of the finished model folder into place.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import shutil
 import tempfile
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -20,12 +23,15 @@ from typing import Any
 
 import lightning as L
 import torch
+from filelock import FileLock, Timeout
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from trainyard.config import ConfigError, FamilySection
 from trainyard.environment import quiet_libraries
 from trainyard.errors import DivergedError, MissingStepError
-from trainyard.tasks.family import Family, TrainResult
+from trainyard.tasks.family import CHECKPOINT, Family, TrainingSetup, TrainResult
+
+log = logging.getLogger(__name__)
 
 TRAINING_SUMMARY = "training.json"
 
@@ -38,6 +44,12 @@ class EpochHistory(Callback):
         self.monitor = monitor
         self.queue = queue
         self.history: list[dict[str, float]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}  # kept in checkpoints: a resumed run keeps it
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
 
     # Lightning validates before it ends the training epoch: only here are both this epoch's
     # train/ aggregates and its val/ metrics in callback_metrics.
@@ -117,53 +129,57 @@ def train_model(
     out_dir: Path,
     progress_queue: Any = None,
     threads: int | None = None,
+    resume_dir: Path | None = None,
 ) -> TrainResult:
-    """Returns the result of training model kind `name`; its files land in out_dir/name."""
+    """Returns the result of training model kind `name`; its files land in out_dir/name.
+
+    With `resume_dir` (one folder per model, data version and params), training keeps its
+    latest checkpoint there every epoch; a run killed mid-training and started again on the
+    same inputs resumes from it (weights, optimiser, epoch, early stopping, history) instead
+    of from scratch. The checkpoint is read as weights only: an unreadable one is set aside
+    and training starts over.
+    """
     check_model_names(family, params)
     if threads:
         torch.set_num_threads(threads)
     quiet_libraries()
-    L.seed_everything(params.train.seed, workers=True, verbose=False)
-    setup = family.setup(name, prepared_path, params)
-    history = EpochHistory(name, setup.monitor, progress_queue)
     final_dir = out_dir / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    work_dir = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-"))
+    lock = _claim(resume_dir) if resume_dir is not None else None
+    work_dir = resume_dir if lock else Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-"))
+    last = work_dir / "last.ckpt"
     try:
-        checkpoint = ModelCheckpoint(
-            dirpath=work_dir, filename="best", monitor=setup.monitor, mode=setup.mode, save_top_k=1
-        )
-        trainer = L.Trainer(
-            max_epochs=params.train.max_epochs,
-            limit_train_batches=params.train.limit_train_batches or None,
-            gradient_clip_val=setup.gradient_clip,
-            callbacks=[
-                EarlyStopping(
-                    monitor=setup.monitor, mode=setup.mode, patience=params.train.patience
-                ),
-                DivergenceGuard(name),
-                checkpoint,
-                history,
-            ],
-            accelerator="cpu",
-            deterministic=True,
-            logger=False,
-            enable_progress_bar=progress_queue is None,
-            enable_model_summary=False,
-            default_root_dir=work_dir,
-        )
         started = time.perf_counter()
-        trainer.fit(setup.module, setup.train_loader, setup.val_loader)
+        try:
+            fitted = _fit(family, name, prepared_path, params, work_dir, progress_queue, last)
+        except DivergedError:
+            raise
+        except Exception as error:  # noqa: BLE001 - only a resume is retried, fresh
+            if not last.exists():
+                raise
+            log.warning("%s: %s cannot be resumed (%s); training from scratch", name, last, error)
+            _empty(work_dir)
+            fitted = _fit(family, name, prepared_path, params, work_dir, progress_queue, None)
+        setup, trainer, checkpoint, history, resumed_from = fitted
         seconds = time.perf_counter() - started
+        staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-done-"))
+        shutil.copy2(work_dir / CHECKPOINT, staging / CHECKPOINT)
         for file_name, value in setup.extra_files.items():
-            (work_dir / f"{file_name}.json").write_text(json.dumps(value))
+            (staging / f"{file_name}.json").write_text(json.dumps(value))
         for file_name, table in setup.tables.items():
-            table.to_parquet(work_dir / f"{file_name}.parquet", index=False)
+            table.to_parquet(staging / f"{file_name}.parquet", index=False)
         if final_dir.exists():
             shutil.rmtree(final_dir)
-        os.replace(work_dir, final_dir)
+        os.replace(staging, final_dir)
+        _empty(work_dir)
+    except DivergedError:
+        _empty(work_dir)  # a diverged model is never resumed
+        raise
     finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        if lock is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        else:
+            lock.release()
     return TrainResult(
         name=name,
         model_dir=str(final_dir),
@@ -174,7 +190,86 @@ def train_model(
         n_parameters=sum(p.numel() for p in setup.module.parameters() if p.requires_grad),
         hparams=setup.hparams,
         history=history.history,
+        resumed_from_step=resumed_from,
     )
+
+
+def _claim(resume_dir: Path) -> FileLock | None:
+    """Returns the held lock of `resume_dir`, or None while another process trains there."""
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(resume_dir) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    return lock
+
+
+def _empty(folder: Path) -> None:
+    for item in folder.iterdir() if folder.exists() else []:
+        if item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
+
+
+class StartStep(Callback):
+    """Records the global step training starts from (above 0 when resumed)."""
+
+    step = 0
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.step = trainer.global_step
+
+
+def _fit(
+    family: Family,
+    name: str,
+    prepared_path: Path,
+    params: FamilySection,
+    work_dir: Path,
+    progress_queue: Any,
+    resume_from: Path | None,
+) -> tuple[TrainingSetup, L.Trainer, ModelCheckpoint, EpochHistory, int]:
+    """Returns (setup, trainer, checkpoint callback, history, first step) after fitting a
+    fresh module, from `resume_from`'s state when it exists."""
+    L.seed_everything(params.train.seed, workers=True, verbose=False)
+    setup = family.setup(name, prepared_path, params)
+    history = EpochHistory(name, setup.monitor, progress_queue)
+    start = StartStep()
+    checkpoint = ModelCheckpoint(
+        dirpath=work_dir,
+        filename="best",
+        monitor=setup.monitor,
+        mode=setup.mode,
+        save_top_k=1,
+        save_last=True,
+    )
+    trainer = L.Trainer(
+        max_epochs=params.train.max_epochs,
+        limit_train_batches=params.train.limit_train_batches or None,
+        gradient_clip_val=setup.gradient_clip,
+        callbacks=[
+            EarlyStopping(monitor=setup.monitor, mode=setup.mode, patience=params.train.patience),
+            DivergenceGuard(name),
+            checkpoint,
+            history,
+            start,
+        ],
+        accelerator="cpu",
+        deterministic=True,
+        logger=False,
+        enable_progress_bar=progress_queue is None,
+        enable_model_summary=False,
+        default_root_dir=work_dir,
+    )
+    ckpt = resume_from if resume_from is not None and resume_from.exists() else None
+    # The resume folder holds the checkpoints being resumed: that is the point.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    trainer.fit(
+        setup.module, setup.train_loader, setup.val_loader, ckpt_path=ckpt, weights_only=True
+    )
+    return setup, trainer, checkpoint, history, start.step
 
 
 def _train_in_child(
@@ -185,12 +280,16 @@ def _train_in_child(
     out_dir: str,
     queue: Any,
     threads: int,
+    resume_dir: str | None = None,
 ) -> TrainResult:
     from trainyard.tasks.families import get_family
 
     family = get_family(family_name)
     section = family.section.model_validate(params)
-    return train_model(family, name, Path(prepared_path), section, Path(out_dir), queue, threads)
+    resume = Path(resume_dir) if resume_dir else None
+    return train_model(
+        family, name, Path(prepared_path), section, Path(out_dir), queue, threads, resume
+    )
 
 
 def train_in_subprocess(
@@ -201,6 +300,7 @@ def train_in_subprocess(
     out_dir: Path,
     progress_queue: Any = None,
     threads: int = 1,
+    resume_dir: Path | None = None,
 ) -> TrainResult:
     """Returns train_model's result, run in a fresh process (own RNG, own torch threads)."""
     context = multiprocessing.get_context("spawn")
@@ -214,8 +314,22 @@ def train_in_subprocess(
             str(out_dir),
             progress_queue,
             threads,
+            str(resume_dir) if resume_dir else None,
         )
         return future.result()
+
+
+def resume_dir(
+    state: Path, family: Family, name: str, data_version: str, params: FamilySection
+) -> Path:
+    """Returns where model `name` keeps its resumable checkpoint: one folder per model kind,
+    data version and params, so only a run on the same inputs resumes it."""
+    inputs = json.dumps([family.name, name, data_version, params.to_dict()], sort_keys=True)
+    return (
+        state
+        / "training"
+        / f"{family.name}-{name}-{hashlib.sha256(inputs.encode()).hexdigest()[:16]}"
+    )
 
 
 def parallel_trainings(params: FamilySection) -> int:
