@@ -225,9 +225,9 @@ def run(
     sections = _load(params_file, profile, names, dataset)
     paths = ProjectPaths(_root(params_file))
     _start_logging()
-    quiet_libraries()
     where = configure_environment(paths)
-    check_servers(prefect=not no_orchestrator)
+    check_servers(prefect=not no_orchestrator)  # before the heavy imports: fails in seconds
+    quiet_libraries()
     ensure_tracking_store(paths)
     start_watchdog()  # stops the servers and trainings this run starts if it is killed
     console.print(f"Prefect: {'off' if no_orchestrator else where['prefect']}")
@@ -417,9 +417,9 @@ def _registry(params_file: Path):
     from mlflow.tracking import MlflowClient
 
     paths = ProjectPaths(_root(params_file))
-    quiet_libraries()
     configure_environment(paths)
     check_servers(prefect=False)
+    quiet_libraries()
     ensure_tracking_store(paths)
     return paths, MlflowClient()
 
