@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -119,8 +120,12 @@ def train_step(
     slots: threading.Semaphore | None = None,
 ) -> TrainedModel:
     """Returns model `name` trained in its own process and tracked in a nested MLflow run;
-    `slots` bounds how many train at once."""
+    `slots` bounds how many train at once. On a Dask worker the run is tagged with its
+    address (`dask_worker`)."""
     tags = lineage_tags(family, prepared, params, paths.root)
+    worker = dask_worker()
+    if worker:
+        tags["dask_worker"] = worker
     with slots or contextlib.nullcontext(), model_run(parent_run_id, name, tags) as run_id:
         result = train_in_subprocess(
             family,
@@ -146,6 +151,18 @@ def train_step(
     return TrainedModel(result, run_id)
 
 
+def dask_worker() -> str | None:
+    """Returns the address of the Dask worker running this code (None: not on Dask)."""
+    if "distributed" not in sys.modules:  # never imported here: surely not a Dask worker
+        return None
+    from distributed import get_worker
+
+    try:
+        return get_worker().address
+    except ValueError:
+        return None
+
+
 def run_models_dir(paths: ProjectPaths, family: Family, run_id: str) -> Path:
     """Returns where one pipeline run trains its models: its own folder, so runs at once in
     one project never register each other's weights."""
@@ -154,7 +171,8 @@ def run_models_dir(paths: ProjectPaths, family: Family, run_id: str) -> Path:
 
 def publish_models(trained: list[TrainedModel], models_dir: Path) -> None:
     """Copies a finished run's models into data/<family>/models (the DVC output), each
-    folder swapped in whole, and writes training.json beside them."""
+    folder swapped in whole, points the results at those copies, and writes training.json
+    beside them."""
     models_dir.mkdir(parents=True, exist_ok=True)
     for model in trained:
         name = model.result.name
@@ -168,6 +186,7 @@ def publish_models(trained: list[TrainedModel], models_dir: Path) -> None:
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, final)
+        model.result.model_dir = str(final)  # the run's own folder is removed next
     write_training_summary([model.result for model in trained], models_dir)
 
 
