@@ -792,8 +792,8 @@ def _fit_signature(frame, schema, path: Path):
                 line = f"line {row + 2}" if path.suffix.lower() == ".csv" else f"row {row + 1}"
                 where, value = f", {line}", f"{values.iloc[row]!r} "
             raise DataError(
-                f"{path}: column {spec.name!r}{where}: {value}is not a {kind} value, as the "
-                f"model reads {spec.name!r}"
+                f"{path}: column {spec.name!r}{where}: {value}is not a {kind}, the type the "
+                "model reads there; correct the value or drop the row"
             ) from None
     return frame
 
@@ -815,7 +815,7 @@ def _write_predictions(frame, path: Path) -> None:
                 temporary, orient="records", lines=lines, date_format="iso", force_ascii=False
             )
         os.replace(temporary, path)
-    except OSError as error:
+    except (OSError, TypeError, ValueError) as error:  # a full disk, a table the format refuses
         raise UserError(f"{path}: cannot write the predictions ({error})") from None
     finally:
         temporary.unlink(missing_ok=True)
