@@ -6,13 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from trainyard.config import (
-    FamilySection,
-    RegisterConfig,
-    RunConfig,
-    read_params_file,
-    section_from_dict,
-)
+from trainyard.config import FamilySection, RegisterConfig
 from trainyard.environment import (
     ProjectPaths,
     check_servers,
@@ -21,7 +15,7 @@ from trainyard.environment import (
     quiet_libraries,
 )
 from trainyard.flows.family import family_flow
-from trainyard.tasks.families import get_family
+from trainyard.tasks.families import get_family, load_sections, load_shared
 from trainyard.tasks.pipeline import FamilyResult
 
 
@@ -40,16 +34,8 @@ def load_pipeline_config(
 ) -> tuple[dict[str, FamilySection], RegisterConfig]:
     """Returns the families' sections (default: run.families) and `register:` of a params
     file, a profile's overrides applied."""
-    raw = read_params_file(params_file, profile)
-    names = families or section_from_dict(RunConfig, raw.get("run"), f"{params_file}: run").families
-    sections = {
-        name: section_from_dict(
-            get_family(name).section, raw.get(name) or {}, f"{params_file}: {name}"
-        )
-        for name in names
-    }
-    register = section_from_dict(RegisterConfig, raw.get("register"), f"{params_file}: register")
-    return sections, register
+    run, register = load_shared(params_file, profile)
+    return load_sections(params_file, profile, families or run.families), register
 
 
 @flow(name="trainyard-from-params")

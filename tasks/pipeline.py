@@ -297,30 +297,38 @@ def log_evaluation_step(
     client.log_artifacts(parent_run_id, evaluation.report_dir, artifact_path="reports")
 
 
-def version_tags(
+def run_lineage(
     family: Family,
-    model: TrainedModel,
     evaluation: EvaluationResult,
     prepared: Prepared,
     params: FamilySection,
     paths: ProjectPaths,
     context: dict[str, str],
 ) -> dict[str, str]:
-    """Returns a registered version's lineage: code, data, params, run, evaluation, libraries."""
-    losses = [row[key] for row in model.result.history for key in row if key.endswith("/loss")]
-    baseline = evaluation.best_baseline(params.evaluate.metric)
+    """Returns the lineage every version of one run shares: code, data, params, libraries,
+    the DVC remote, the evaluation set and its best baseline."""
+    metric = params.evaluate.metric
+    baseline = evaluation.best_baseline(metric)
     return {
         **lineage_tags(family, prepared, params, paths.root),
         "params": json.dumps(params.to_dict(), sort_keys=True),
         "libraries": json.dumps(library_versions(), sort_keys=True),
-        "mlflow_run_id": model.run_id,
         "dvc_remote": remote_for_lineage(paths.root),
-        "train_finite": str(all(math.isfinite(loss) for loss in losses)).lower(),
-        "gate_metric": params.evaluate.metric,
+        "gate_metric": metric,
         "best_baseline": baseline,
-        "best_baseline_value": str(evaluation.metrics[baseline][params.evaluate.metric]),
-        **{metric_tag(k): str(v) for k, v in evaluation.metrics[model.result.name].items()},
+        "best_baseline_value": str(evaluation.metrics[baseline][metric]),
         **context,
+    }
+
+
+def model_lineage(model: TrainedModel, evaluation: EvaluationResult) -> dict[str, str]:
+    """Returns what one model's version adds: its run, its scores, whether its loss stayed
+    finite."""
+    losses = [row[key] for row in model.result.history for key in row if key.endswith("/loss")]
+    return {
+        "mlflow_run_id": model.run_id,
+        "train_finite": str(all(math.isfinite(loss) for loss in losses)).lower(),
+        **{metric_tag(k): str(v) for k, v in evaluation.metrics[model.result.name].items()},
     }
 
 
@@ -346,23 +354,27 @@ def register_step(
     client = MlflowClient()
     previous = current_alias(client, name, CHALLENGER) if _exists(client, name) else None
     versions: list[RegisteredVersion] = []
+    shared = run_lineage(family, evaluation, prepared, params, paths, context)
     try:
         for model in trained:
             kind, model_dir = model.result.name, Path(model.result.model_dir)
             spec = family.pyfunc(kind, model_dir, prepared, params)
             uri, digests = log_pyfunc(model.run_id, family, spec)
             value = evaluation.metrics[kind][metric]
-            tags = version_tags(family, model, evaluation, prepared, params, paths, context)
-            tags["artifact_digests"] = json.dumps(digests, sort_keys=True)
+            tags = {
+                **shared,
+                **model_lineage(model, evaluation),
+                "artifact_digests": json.dumps(digests, sort_keys=True),
+            }
             versions.append(register_version(uri, name, kind, model.run_id, metric, value, tags))
         for version in versions:  # a version without this tag is from an unfinished run
             client.set_model_version_tag(name, version.version, REGISTRATION_TAG, "complete")
         sign = -1.0 if higher else 1.0
         best = min(versions, key=lambda version: sign * version.metric)
-        evaluation_key = family.evaluation_key(prepared, params)
+        evaluation_key = shared["evaluation_key"]
         audit = {"data_version": prepared.md5, "evaluation_key": evaluation_key, **context}
         record_challenger(client, name, best.version, audit)
-        baseline = evaluation.best_baseline(metric)
+        baseline = shared["best_baseline"]
         rule = GateRule(
             metric, higher, evaluation_key, baseline, evaluation.metrics[baseline][metric]
         )

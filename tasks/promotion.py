@@ -31,7 +31,7 @@ from mlflow.tracking import MlflowClient
 
 from trainyard.config import StageGate
 from trainyard.errors import DataError, UserError
-from trainyard.tasks.registry import current_alias, metric_tag
+from trainyard.tasks.registry import CHALLENGER, current_alias, metric_tag
 
 LOCK_PREFIX = "trainyard-lock--"  # registered models with this prefix are locks, not models
 AUDIT_PREFIX = "audit."  # registered-model tags holding the audit trail, one record each
@@ -425,8 +425,6 @@ def rollback(
 
 def record_challenger(client: MlflowClient, name: str, version: str, context: dict) -> None:
     """Moves `challenger` to `version` under the lock and records it in the audit trail."""
-    from trainyard.tasks.registry import CHALLENGER
-
     with registry_lock(client, name):
         before = current_alias(client, name, CHALLENGER)
         client.set_registered_model_alias(name, CHALLENGER, version)

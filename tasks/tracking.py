@@ -93,10 +93,11 @@ def lineage_tags(
 ) -> dict[str, str]:
     """Returns the tags that tie a run or model version to its code, params and data."""
     path = Path(prepared.path)
+    commit, dirty = git_state(root)
     return {
         "family": family.name,
-        "git_commit": git_state(root)[0],
-        "git_dirty": str(git_state(root)[1]).lower(),
+        "git_commit": commit,
+        "git_dirty": str(dirty).lower(),
         "params_hash": params.section_hash(),
         "data_version": prepared.md5,
         "data_path": str(path.relative_to(root)) if path.is_relative_to(root) else str(path),

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,8 +15,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tests.commands import group_alive, run_trainyard, start_trainyard
 from tests.conftest import ROOT
-from tests.test_servers import BIN
 from trainyard.tasks.registry import REGISTRATION_TAG
 
 pytestmark = pytest.mark.slow
@@ -49,26 +48,6 @@ def _project(folder: Path) -> dict[str, str]:
     return env
 
 
-def _start(arguments: list[str], folder: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(BIN / "trainyard"), *arguments],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: what it starts is findable
-    )
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _client(env: dict[str, str]) -> MlflowClient:
     uri = env["MLFLOW_TRACKING_URI"]
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -76,7 +55,7 @@ def _client(env: dict[str, str]) -> MlflowClient:
 
 def test_a_killed_run_leaves_nothing_running_and_the_next_run_closes_it(tmp_path):
     env = _project(tmp_path)
-    run = _start(["run", "--profile", "long"], tmp_path, env)
+    run = start_trainyard(["run", "--profile", "long"], tmp_path, env, own_group=True)
     try:
         deadline = time.monotonic() + 300
         runs = tmp_path / ".state" / "runs"
@@ -90,9 +69,9 @@ def test_a_killed_run_leaves_nothing_running_and_the_next_run_closes_it(tmp_path
         # The Prefect server, the progress manager and the training processes it started are
         # all in its process group: the watchdog stops them.
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _group_alive(run.pid):
+        while time.monotonic() < deadline and group_alive(run.pid):
             time.sleep(0.5)
-        assert not _group_alive(run.pid), "processes of the killed run still run"
+        assert not group_alive(run.pid), "processes of the killed run still run"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(run.pid, signal.SIGKILL)
@@ -101,14 +80,7 @@ def test_a_killed_run_leaves_nothing_running_and_the_next_run_closes_it(tmp_path
     killed = client.search_runs([experiment.experiment_id])
     assert killed and all(r.info.status == "RUNNING" for r in killed)
 
-    again = subprocess.run(
-        [str(BIN / "trainyard"), "run", "--no-orchestrator"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = run_trainyard(["run", "--no-orchestrator"], tmp_path, env, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     statuses = {
         r.info.run_id: r.info.status for r in client.search_runs([experiment.experiment_id])
@@ -124,7 +96,9 @@ def test_a_killed_run_leaves_nothing_running_and_the_next_run_closes_it(tmp_path
 def test_two_runs_at_once_register_their_own_weights(tmp_path):
     env = _project(tmp_path)  # a fresh state directory: both create the MLflow store
     runs = [
-        _start(["run", "--no-orchestrator", "--profile", profile], tmp_path, env)
+        start_trainyard(
+            ["run", "--no-orchestrator", "--profile", profile], tmp_path, env, own_group=True
+        )
         for profile in ("seed1", "seed2")
     ]
     outputs = [run.communicate(timeout=900)[0] for run in runs]

@@ -18,8 +18,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tests.commands import BIN, run_trainyard
 from tests.conftest import ROOT
-from tests.test_servers import BIN, _free_port, _serve
+from tests.test_servers import _free_port, _serve
 from trainyard.cli import _write_predictions
 from trainyard.errors import DataError, UserError
 from trainyard.tasks.family import read_input_table
@@ -72,14 +73,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # uvicorn for `mlflow models serve`
     }
     env.pop("PREFECT_API_URL", None)
-    done = subprocess.run(
-        [str(BIN / "trainyard"), "run", "--no-orchestrator"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = run_trainyard(["run", "--no-orchestrator"], root, env, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     uri = env["MLFLOW_TRACKING_URI"]
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -91,14 +85,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
 
 def _predict(project, *args: str) -> subprocess.CompletedProcess:
     root, env = project
-    return subprocess.run(
-        [str(BIN / "trainyard"), "predict", *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_trainyard(["predict", *args], root, env)
+
+
+def _refused(done: subprocess.CompletedProcess) -> str:
+    """Returns the one-line error of a `trainyard predict` that failed as a user error
+    (exit 2, no traceback)."""
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
+    return " ".join(done.stdout.split())
 
 
 def _history() -> pd.DataFrame:
@@ -182,8 +176,7 @@ def test_a_missing_column_is_named_with_the_columns_the_model_reads(project, tmp
         "--output",
         str(tmp_path / "forecast.csv"),
     )
-    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
-    message = " ".join(done.stdout.split())
+    message = _refused(done)
     assert f"{tmp_path / 'history.csv'}: no column 'co2'" in message
     assert "the model reads date (datetime), co2 (double)" in message
     assert "the file has date, CO2" in message
@@ -194,8 +187,7 @@ def test_a_missing_column_is_named_with_the_columns_the_model_reads(project, tmp
 def test_a_csv_that_is_not_utf8_is_named_with_the_byte_and_line(project, tmp_path):
     (tmp_path / "prompts.csv").write_bytes("prompt\nThe caf\xe9 \n".encode("latin-1"))
     done = _predict(project, f"{LANGUAGE_MODEL}@champion", "--input", str(tmp_path / "prompts.csv"))
-    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
-    message = " ".join(done.stdout.split())
+    message = _refused(done)
     assert f"{tmp_path / 'prompts.csv'}: not UTF-8 at byte offset 14 (line 2: byte 0xe9)" in message
 
 
@@ -212,8 +204,7 @@ def test_a_value_that_is_no_number_is_named_by_column_and_line(project, tmp_path
         "--output",
         str(tmp_path / "actions.parquet"),
     )
-    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
-    message = " ".join(done.stdout.split())
+    message = _refused(done)
     assert f"{tmp_path / 'states.csv'}: column 'agent0_obs1', line 3: 'far' is not a double" in (
         message
     )

@@ -4,18 +4,15 @@ racing for the same alias from two real processes."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tests.commands import run_trainyard, start_trainyard
 from tests.conftest import ROOT
-from tests.test_servers import BIN, _free_port, _serve
+from tests.test_servers import serve_mlflow
 from trainyard.tasks.promotion import audit_records, is_lock
 from trainyard.tasks.rl.config import Params
 from trainyard.tasks.rl.family import RL
@@ -27,24 +24,8 @@ SOURCE = "s3://no-bucket/never-loaded"  # no weights: these versions are never l
 
 @pytest.fixture(scope="module")
 def tracking_server(tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("tracking")
-    port = _free_port()
-    command = [
-        str(BIN / "mlflow"),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--backend-store-uri",
-        f"sqlite:///{folder / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(folder / "artifacts"),
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with _serve(command, f"{url}/health", dict(os.environ), folder / "server.log"):
+    # Two workers: the racing clients' requests are served at the same time.
+    with serve_mlflow(tmp_path_factory.mktemp("tracking"), workers=2) as url:
         yield url
 
 
@@ -67,33 +48,11 @@ def project(tmp_path_factory, tracking_server):
         values.pop("PREFECT_HOME", None)
         return values
 
-    done = _trainyard(["prepare", "--family", "rl"], folder, env("alice"))
+    done = run_trainyard(["prepare", "--family", "rl"], folder, env("alice"))
     assert done.returncode == 0, done.stdout + done.stderr
     section = Params.from_dict(params["rl"])
     prepared = RL.prepared(section, folder / "data" / "rl" / "prepared")
     return folder, env, RL.evaluation_key(prepared, section)
-
-
-def _trainyard(arguments: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "trainyard"), *arguments],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def _start(arguments: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(BIN / "trainyard"), *arguments],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def _version(client: MlflowClient, key: str, mean_return: float, **tags: str) -> str:
@@ -121,17 +80,17 @@ def test_promote_rollback_and_history_across_state_directories(project, tracking
     v1, v2, v3 = (_version(client, key, value) for value in (10.0, 8.0, 12.0))
 
     alice = env("alice")
-    first = _trainyard(["promote", NAME, "--version", v1], folder, alice)
+    first = run_trainyard(["promote", NAME, "--version", v1], folder, alice)
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"champion -> v{v1}" in first.stdout
 
-    worse = _trainyard(["promote", NAME, "--version", v2], folder, alice)
+    worse = run_trainyard(["promote", NAME, "--version", v2], folder, alice)
     assert worse.returncode == 1
     assert "is not beaten" in worse.stdout and "10.0000" in worse.stdout
 
-    unexplained = _trainyard(["promote", NAME, "--version", v2, "--force"], folder, alice)
+    unexplained = run_trainyard(["promote", NAME, "--version", v2, "--force"], folder, alice)
     assert unexplained.returncode == 2 and "--reason" in unexplained.stdout
-    forced = _trainyard(
+    forced = run_trainyard(
         ["promote", NAME, "--version", v2, "--force", "--reason", "demo needs v2"],
         folder,
         alice,
@@ -141,14 +100,14 @@ def test_promote_rollback_and_history_across_state_directories(project, tracking
 
     # Bob has his own state directory: the history and the rollback come from the server.
     bob = env("bob")
-    back = _trainyard(["rollback", NAME, "--reason", "v2 misbehaves"], folder, bob)
+    back = run_trainyard(["rollback", NAME, "--reason", "v2 misbehaves"], folder, bob)
     assert back.returncode == 0, back.stdout + back.stderr
     assert client.get_model_version_by_alias(NAME, "champion").version == v1
-    better = _trainyard(["promote", NAME, "--alias", "challenger"], folder, bob)
+    better = run_trainyard(["promote", NAME, "--alias", "challenger"], folder, bob)
     assert better.returncode == 2 and "holds @challenger" in better.stdout
-    assert _trainyard(["promote", NAME, "--version", v3], folder, bob).returncode == 0
+    assert run_trainyard(["promote", NAME, "--version", v3], folder, bob).returncode == 0
 
-    shown = _trainyard(["history", NAME], folder, bob)
+    shown = run_trainyard(["history", NAME], folder, bob)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     lines = [line for line in shown.stdout.splitlines() if "│" in line]
     actions = [
@@ -166,11 +125,11 @@ def test_promote_rollback_and_history_across_state_directories(project, tracking
         ("promote", v1, v3, "bob"),
     ]
 
-    show = _trainyard(["models", "show", f"{NAME}@champion"], folder, bob)
+    show = run_trainyard(["models", "show", f"{NAME}@champion"], folder, bob)
     assert show.returncode == 0, show.stdout + show.stderr
     assert f"v{v3}" in show.stdout and "git checkout " + "0" * 40 in show.stdout
     assert "data_version" in show.stdout and "stage.champion" in show.stdout
-    listed = _trainyard(["models"], folder, bob)
+    listed = run_trainyard(["models"], folder, bob)
     assert listed.returncode == 0 and "trainyard-lock" not in listed.stdout
 
 
@@ -183,7 +142,7 @@ def test_two_processes_racing_for_champion_leave_the_better_one(project, trackin
     before = len(audit_records(client, name))
     good, best = _version(client, key, 20.0), _version(client, key, 25.0)
     racers = [
-        _start(["promote", name, "--version", version], folder, env(who))
+        start_trainyard(["promote", name, "--version", version], folder, env(who))
         for version, who in ((good, "carol"), (best, "dave"))
     ]
     outputs = [racer.communicate(timeout=300)[0] for racer in racers]
@@ -201,13 +160,17 @@ def test_two_processes_racing_for_champion_leave_the_better_one(project, trackin
     if len(promoted) == 2:
         assert promoted[1]["from"] == good
     assert not [m for m in client.search_registered_models() if is_lock(m.name)]
-    assert json.dumps(records)  # plain JSON records
 
 
-def test_bad_references_name_the_fix(project):
+def test_bad_references_name_the_fix_and_record_nothing(project, tracking_server):
     folder, env, _ = project
-    missing = _trainyard(["promote", "no-such-model"], folder, env("alice"))
+    client = MlflowClient(tracking_uri=tracking_server, registry_uri=tracking_server)
+    if not client.search_registered_models(f"name = '{NAME}'"):
+        client.create_registered_model(NAME)
+    before = audit_records(client, NAME)
+    missing = run_trainyard(["promote", "no-such-model"], folder, env("alice"))
     assert missing.returncode == 2 and "no registered model 'no-such-model'" in missing.stdout
-    stage = _trainyard(["promote", NAME, "--version", "1", "--to", "prod"], folder, env("alice"))
+    assert NAME in missing.stdout and "trainyard-lock" not in missing.stdout
+    stage = run_trainyard(["promote", NAME, "--version", "1", "--to", "prod"], folder, env("alice"))
     assert stage.returncode == 2 and "register.stages" in stage.stdout
-    assert sys.executable  # the CLI ran from this interpreter's environment
+    assert audit_records(client, NAME) == before  # a refused request is not a decision

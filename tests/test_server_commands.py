@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,23 +21,12 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from tests.commands import BIN, group_alive, run_trainyard
 from tests.conftest import ROOT
 from tests.test_servers import _free_port, _stop_group
 from trainyard.cli import app
 
-BIN = Path(sys.executable).parent
 runner = CliRunner()
-
-
-def _trainyard(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300):
-    return subprocess.run(
-        [str(BIN / "trainyard"), *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _env(state: Path) -> dict[str, str]:
@@ -61,16 +49,6 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def _group_alive(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-                    return True
-    return False
-
-
 @contextlib.contextmanager
 def _recorded_servers_stopped(state: Path) -> Iterator[None]:
     """Kills, at the end, every server still recorded in `state` (by its recorded PID, whose
@@ -84,9 +62,9 @@ def _recorded_servers_stopped(state: Path) -> Iterator[None]:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, sig)
                 deadline = time.monotonic() + wait
-                while _group_alive(pid) and time.monotonic() < deadline:
+                while group_alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.3)
-            assert not _group_alive(pid), f"server group {pid} still runs"
+            assert not group_alive(pid), f"server group {pid} still runs"
 
 
 def _folded(text: str) -> str:
@@ -99,7 +77,7 @@ def test_server_start_status_stop(tmp_path: Path):
     env = _env(state)
     url = f"http://127.0.0.1:{port}/api"
     with _recorded_servers_stopped(state):
-        started = _trainyard(["server", "start", "--port", str(port)], env, tmp_path)
+        started = run_trainyard(["server", "start", "--port", str(port)], tmp_path, env)
         assert started.returncode == 0, started.stdout + started.stderr
         assert f"export PREFECT_API_URL={url}" in started.stdout
         record = json.loads((state / "servers" / "prefect.json").read_text())
@@ -107,21 +85,21 @@ def test_server_start_status_stop(tmp_path: Path):
         assert (state / "prefect" / "prefect.db").exists()  # its database is in the state dir
         assert httpx.get(f"{url}/health", timeout=5).status_code == 200
 
-        status = _trainyard(["server", "status", "--which", "prefect"], env, tmp_path)
+        status = run_trainyard(["server", "status", "--which", "prefect"], tmp_path, env)
         assert status.returncode == 0, status.stdout
         assert f"prefect: running at {url} (PID {record['pid']}" in status.stdout
 
-        again = _trainyard(["server", "start", "--port", str(port)], env, tmp_path)
+        again = run_trainyard(["server", "start", "--port", str(port)], tmp_path, env)
         assert f"prefect: already running at {url} (PID {record['pid']}" in again.stdout
 
-        stopped = _trainyard(["server", "stop"], env, tmp_path)
+        stopped = run_trainyard(["server", "stop"], tmp_path, env)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         assert f"prefect: stopped (PID {record['pid']}" in stopped.stdout
         assert "mlflow: no server recorded" in stopped.stdout
-        assert not _alive(record["pid"]) and not _group_alive(record["pid"])
+        assert not _alive(record["pid"]) and not group_alive(record["pid"])
         assert not (state / "servers" / "prefect.json").exists()
 
-        after = _trainyard(["server", "status"], env, tmp_path)
+        after = run_trainyard(["server", "status"], tmp_path, env)
         assert after.returncode == 3 and "prefect: not running" in after.stdout
 
 
@@ -232,18 +210,18 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     env = _env(state)
     ports = ["--prefect-port", str(_free_port()), "--mlflow-port", str(_free_port())]
     with _recorded_servers_stopped(state):
-        done = _trainyard(["server", "up", *ports], env, root)
+        done = run_trainyard(["server", "up", *ports], root, env)
         assert done.returncode == 0, done.stdout + done.stderr
         exports = dict(re.findall(r"export (\w+)=(\S+)", done.stdout))
         yield Team(root, state, env, exports)
-        _trainyard(["server", "stop"], env, root)
+        run_trainyard(["server", "stop"], root, env)
 
 
 @pytest.mark.slow
 def test_up_serves_prefect_and_mlflow_to_a_teammate(team: Team, tmp_path: Path):
     api, uri = team.exports["PREFECT_API_URL"], team.exports["MLFLOW_TRACKING_URI"]
     assert httpx.get(f"{api}/health", timeout=5).status_code == 200
-    status = _trainyard(["server", "status"], team.env, team.root)
+    status = run_trainyard(["server", "status"], team.root, team.env)
     assert status.returncode == 0, status.stdout
     assert f"prefect: running at {api}" in status.stdout
     assert f"mlflow: running at {uri}" in status.stdout

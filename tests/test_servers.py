@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +18,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tests.commands import BIN, group_alive
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
 
 
 def _free_port() -> int:
@@ -69,26 +67,19 @@ def _stop_group(server: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         pass
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and _group_alive(server.pid):
+    while time.monotonic() < deadline and group_alive(server.pid):
         time.sleep(0.5)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.pid, signal.SIGKILL)
     server.wait(timeout=20)
     time.sleep(0.5)
-    assert not _group_alive(server.pid), f"processes of group {server.pid} still run"
+    assert not group_alive(server.pid), f"processes of group {server.pid} still run"
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("mlflow-server")
+@contextlib.contextmanager
+def serve_mlflow(folder: Path, workers: int = 1) -> Iterator[str]:
+    """Yields the URL of a real `mlflow server` on 127.0.0.1 (SQLite store and artifacts in
+    `folder`), stopped with its whole process group at the end."""
     port = _free_port()
     command = [
         str(BIN / "mlflow"),
@@ -98,7 +89,7 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--backend-store-uri",
         f"sqlite:///{folder / 'mlflow.db'}",
         "--artifacts-destination",
@@ -106,6 +97,12 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
     ]
     url = f"http://127.0.0.1:{port}"
     with _serve(command, f"{url}/health", dict(os.environ), folder / "server.log"):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory) -> Iterator[str]:
+    with serve_mlflow(tmp_path_factory.mktemp("mlflow-server")) as url:
         yield url
 
 

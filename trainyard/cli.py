@@ -18,14 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trainyard.config import (
-    ConfigError,
-    FamilySection,
-    RegisterConfig,
-    RunConfig,
-    read_params_file,
-    section_from_dict,
-)
+from trainyard.config import ConfigError
 from trainyard.environment import (
     ProjectPaths,
     check_servers,
@@ -36,7 +29,14 @@ from trainyard.environment import (
 )
 from trainyard.errors import UserError
 from trainyard.server_cli import schedule, server_app
-from trainyard.tasks.families import family_names, get_family
+from trainyard.tasks.families import (
+    families_reading,
+    family_names,
+    get_family,
+    load_sections,
+    load_shared,
+    readers_hint,
+)
 from trainyard.watchdog import start_watchdog
 
 app = typer.Typer(
@@ -87,55 +87,6 @@ FamilyOption = Annotated[
 
 def _root(params_file: Path) -> Path:
     return find_project_root(params_file.resolve().parent if params_file.exists() else None)
-
-
-def _load(
-    params_file: Path, profile: str | None, names: list[str], dataset: str | None = None
-) -> dict[str, FamilySection]:
-    """Returns the sections of the named families (only those: a stage reads its own)."""
-    raw = read_params_file(params_file, profile)
-    unknown = sorted(set(raw) - {*family_names(), "run", "register"})
-    if unknown:
-        raise ConfigError(
-            f"{params_file}: unknown section(s) {', '.join(unknown)}; sections are "
-            f"{', '.join([*family_names(), 'run', 'register', 'profiles'])} (forecasting keys "
-            "such as dataset: and windows: go under forecast:)"
-        )
-    sections = {}
-    for name in names:
-        family = get_family(name)
-        values = raw.get(name) or {}
-        if dataset:
-            read = family.dataset_values(values, dataset)
-            if read is None:
-                raise ConfigError(
-                    f"--dataset {dataset}: the {name} family does not read it; "
-                    f"{readers_hint(dataset)}"
-                )
-            values = read
-        sections[name] = section_from_dict(family.section, values, f"{params_file}: {name}")
-    return sections
-
-
-def families_reading(dataset: str) -> list[str]:
-    """Returns the families that take `dataset` as their data (--dataset without --family)."""
-    return [name for name in family_names() if get_family(name).dataset_values({}, dataset)]
-
-
-def readers_hint(dataset: str) -> str:
-    """Returns which families read `dataset`, as advice."""
-    readers = families_reading(dataset)
-    if readers:
-        return f"use --family {' --family '.join(readers)}"
-    return "give a CSV/Parquet table (forecast) or a folder / .txt file of text (text)"
-
-
-def _shared(params_file: Path, profile: str | None) -> tuple[RunConfig, RegisterConfig]:
-    raw = read_params_file(params_file, profile)
-    return (
-        section_from_dict(RunConfig, raw.get("run"), f"{params_file}: run"),
-        section_from_dict(RegisterConfig, raw.get("register"), f"{params_file}: register"),
-    )
 
 
 def _start_logging() -> None:
@@ -218,11 +169,11 @@ def run(
     ] = False,
 ) -> None:
     """Run the whole pipeline of every chosen family: prepare, train, evaluate, register."""
-    run_config, register = _shared(params_file, profile)
+    run_config, register = load_shared(params_file, profile)
     names = family or (families_reading(dataset) if dataset else run_config.families)
     if not names:
         raise ConfigError(f"--dataset {dataset}: no family reads it; {readers_hint(dataset)}")
-    sections = _load(params_file, profile, names, dataset)
+    sections = load_sections(params_file, profile, names, dataset)
     paths = ProjectPaths(_root(params_file))
     _start_logging()
     where = configure_environment(paths)
@@ -338,7 +289,7 @@ def prepare(
     dataset: DatasetOption = None,
 ) -> None:
     """Validate and prepare a family's data into data/<family>/prepared (DVC stage)."""
-    params = _load(params_file, profile, [family], dataset)[family]
+    params = load_sections(params_file, profile, [family], dataset)[family]
     paths = ProjectPaths(_root(params_file))
     _start_logging()
     chosen = get_family(family)
@@ -359,7 +310,7 @@ def train(
     from trainyard.progress import training_progress
     from trainyard.tasks.pipeline import check_step, train_untracked
 
-    params = _load(params_file, profile, [family], dataset)[family]
+    params = load_sections(params_file, profile, [family], dataset)[family]
     paths = ProjectPaths(_root(params_file))
     _start_logging()
     quiet_libraries()
@@ -385,7 +336,7 @@ def evaluate(
     """Score a family's models and baselines into data/<family>/reports (DVC stage)."""
     from trainyard.tasks.training import read_training_summary
 
-    params = _load(params_file, profile, [family], dataset)[family]
+    params = load_sections(params_file, profile, [family], dataset)[family]
     paths = ProjectPaths(_root(params_file))
     _start_logging()
     quiet_libraries()
@@ -446,12 +397,22 @@ def _resolve(client, reference: str):
 
 
 def _require_model(client, name: str) -> None:
+    """Raises UserError, listing the registered models, when `name` is not one of them."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
     from trainyard.tasks.promotion import is_lock
 
+    if not is_lock(name):
+        try:
+            client.get_registered_model(name)
+            return
+        except MlflowException as error:  # only "no such model"; a registry fault is raised
+            if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                raise
     names = [m.name for m in client.search_registered_models() if not is_lock(m.name)]
-    if name not in names:
-        known = ", ".join(sorted(names)) or "none yet: run `trainyard run`"
-        raise UserError(f"no registered model {name!r}; registered models: {known}")
+    known = ", ".join(sorted(names)) or "none yet: run `trainyard run`"
+    raise UserError(f"no registered model {name!r}; registered models: {known}")
 
 
 @models_app.callback()
@@ -463,7 +424,7 @@ def models(
     """List registered models with their versions, aliases, evaluation metric and data."""
     if context.invoked_subcommand is not None:
         return
-    from trainyard.tasks.promotion import is_lock
+    from trainyard.tasks.promotion import is_lock, tagged_metrics
 
     _, client = _registry(params_file)
     registered = [m for m in client.search_registered_models() if not is_lock(m.name)]
@@ -480,7 +441,7 @@ def models(
         versions = client.search_model_versions(f"name='{model.name}'")
         for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
             metric = version.tags.get("gate_metric")
-            metrics = {k[5:]: v for k, v in version.tags.items() if k.startswith("eval_")}
+            metrics = tagged_metrics(version)
             if metric in metrics:
                 metrics = {metric: metrics[metric]}
             shown = ", ".join(f"{k} {float(v):.4f}" for k, v in metrics.items()) or "-"
@@ -504,6 +465,8 @@ def models_show(
     """Show one version: aliases, metrics, and the lineage to reproduce it."""
     import json
 
+    from trainyard.tasks.promotion import tagged_metrics
+
     _, client = _registry(params_file)
     version = _resolve(client, reference)
     model = client.get_registered_model(version.name)
@@ -511,7 +474,7 @@ def models_show(
     tags = dict(version.tags)
     console.print(f"[bold]{version.name} v{version.version}[/]  {tags.get('model', '?')}")
     console.print(f"  aliases      {', '.join(aliases) or '-'}")
-    metrics = {k[5:]: float(v) for k, v in tags.items() if k.startswith("eval_")}
+    metrics = tagged_metrics(version)
     console.print("  metrics      " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
     console.print(f"  evaluated on {tags.get('evaluation_key', '?')}")
     lineage = Table(title="lineage", show_header=False)
@@ -556,8 +519,8 @@ def _family_context(client, version, params_file: Path, profile: str | None):
             "cannot score it"
         )
     family = get_family(family_name)
-    params = _load(params_file, profile, [family_name])[family_name]
-    _, register = _shared(params_file, profile)
+    params = load_sections(params_file, profile, [family_name])[family_name]
+    _, register = load_shared(params_file, profile)
     paths = ProjectPaths(_root(params_file))
     expected = registered_model_name(family, family.label(params))
     if expected != version.name:
@@ -610,7 +573,7 @@ def promote(
 
     _, client = _registry(params_file)
     name, _, given = reference.partition("@")
-    _, register = _shared(params_file, profile)
+    _, register = load_shared(params_file, profile)
     stage = to or register.stages[0]
     if stage not in register.stages:
         raise UserError(
@@ -654,7 +617,7 @@ def rollback(
 
     _, client = _registry(params_file)
     _require_model(client, name)
-    _, register = _shared(params_file, profile)
+    _, register = load_shared(params_file, profile)
     stage = to or register.stages[0]
     _print_decision(roll_back(client, name, stage, reason))
 

@@ -219,6 +219,25 @@ def start_team(
     return _await_launches(paths, launches, timeout)
 
 
+def _new_record(
+    paths: ProjectPaths, name: str, host: str, port: int, command: list[str], api: str
+) -> ServerRecord:
+    """Returns the record of a server about to start: clients use <address><api>, and
+    <api>/health answers once it is up."""
+    address = f"http://{_http_host(advertised_host(host))}:{port}"
+    return ServerRecord(
+        name=name,
+        pid=0,
+        host=host,
+        port=port,
+        url=f"{address}{api}",
+        health=f"http://{_http_host(_probe_host(host))}:{port}{api}/health",
+        command=command,
+        log=str(servers_dir(paths) / f"{name}.log"),
+        started="",
+    )
+
+
 @dataclass(frozen=True)
 class _Launch:
     """A server this call launched (process set) or found running (process None)."""
@@ -247,18 +266,7 @@ def _launch_prefect(paths: ProjectPaths, host: str, port: int, option: str) -> _
     if not is_loopback(host):
         env.setdefault("PREFECT_UI_API_URL", f"{address}/api")  # what browsers elsewhere call
     command = [_executable("prefect"), "server", "start", "--host", host, "--port", str(port)]
-    record = ServerRecord(
-        name=PREFECT,
-        pid=0,
-        host=host,
-        port=port,
-        url=f"{address}/api",
-        health=f"http://{_http_host(_probe_host(host))}:{port}/api/health",
-        command=command,
-        log=str(servers_dir(paths) / "prefect.log"),
-        started="",
-    )
-    return _launch(paths, record, env, cwd=home)
+    return _launch(paths, _new_record(paths, PREFECT, host, port, command, "/api"), env, home)
 
 
 @dataclass(frozen=True)
@@ -380,18 +388,7 @@ def _launch_mlflow(paths: ProjectPaths, settings: MlflowSettings, host: str, por
     if settings.basic_auth:
         command += ["--app-name", "basic-auth"]
         env.update(_auth_env(paths))
-    record = ServerRecord(
-        name=MLFLOW,
-        pid=0,
-        host=host,
-        port=port,
-        url=f"http://{_http_host(advertised_host(host))}:{port}",
-        health=f"http://{_http_host(_probe_host(host))}:{port}/health",
-        command=command,
-        log=str(servers_dir(paths) / "mlflow.log"),
-        started="",
-    )
-    return _launch(paths, record, env, cwd=team)
+    return _launch(paths, _new_record(paths, MLFLOW, host, port, command, ""), env, team)
 
 
 def redacted(uri: str) -> str:

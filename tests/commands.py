@@ -1,0 +1,50 @@
+"""The `trainyard` command as tests run it: from this interpreter's environment, in a project
+folder with its own environment variables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def run_trainyard(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Returns the finished `trainyard ARGS` with its output captured."""
+    return subprocess.run(
+        [str(BIN / "trainyard"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_trainyard(
+    args: list[str], cwd: Path, env: dict[str, str], own_group: bool = False
+) -> subprocess.Popen:
+    """Returns `trainyard ARGS` running (stdout and stderr in one pipe); with `own_group` in
+    its own process group, so what it starts can be found by the group id (its PID)."""
+    return subprocess.Popen(
+        [str(BIN / "trainyard"), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=own_group,
+    )
+
+
+def group_alive(pgid: int) -> bool:
+    """Returns whether any process of process group `pgid` still runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
