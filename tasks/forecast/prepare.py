@@ -1,9 +1,22 @@
 """Prepare step: validated raw table -> regular, split series in data/prepared/series.parquet.
 
 Gap policy (documented in docs/data.md): every series is reindexed to its full time grid.
-Covariates on inserted steps (and empty covariate cells) are interpolated in time and then
-filled at the ends. The target is never filled: a missing target marks its step missing, and
-every window touching a missing step is skipped by training and evaluation alike.
+Empty covariate cells (those of inserted steps included) are filled by `fill_covariates`, the
+one fill that serving uses too, so a model is served covariates filled as it was trained on:
+
+- Known covariates (known in advance: calendar, price plans) are interpolated in time within
+  their series, and take the nearest value at its ends. Their future is known by definition,
+  so reading a later value is no look-ahead.
+- Unknown covariates take the last value observed before the gap in their series (forward
+  fill). A later value lies in the future of the step being filled (near a series' end, in its
+  validation or holdout part): interpolating from it would be look-ahead.
+- An unknown covariate empty at the start of a series is refused (DataValidationError naming
+  the series and column). There is no earlier value, a later one would be look-ahead, and a
+  constant such as 0 is a value the covariate never had that would also shift the statistics
+  it is standardised with. The user knows the honest value, or can drop those first rows.
+
+The target is never filled: a missing target marks its step missing, and every window touching
+a missing step is skipped by training and evaluation alike.
 """
 
 from __future__ import annotations
@@ -16,11 +29,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainyard.errors import DataError
+from trainyard.errors import DataError, MissingStepError
 from trainyard.tasks.family import Prepared
 from trainyard.tasks.forecast.config import DatasetConfig, Params, WindowConfig
 from trainyard.tasks.forecast.datasets import read_table
-from trainyard.tasks.forecast.validate import series_labels, validate_table
+from trainyard.tasks.forecast.validate import (
+    DataValidationError,
+    Problem,
+    series_labels,
+    validate_table,
+)
 from trainyard.tasks.prepared import check_prepared_with, file_md5, write_table
 from trainyard.tasks.prepared import read_table as read_prepared_table
 
@@ -38,7 +56,8 @@ class PrepareSummary(Prepared):
     rows: int = 0  # rows after reindexing
     inserted_steps: int = 0  # time steps added to fill gaps in the time grid
     missing_target: int = 0  # steps whose target is missing (gaps + empty target cells)
-    interpolated_covariates: int = 0  # covariate cells filled by interpolation
+    interpolated_covariates: int = 0  # known covariate cells filled by time interpolation
+    forward_filled_covariates: int = 0  # unknown covariate cells given their last earlier value
 
     def __post_init__(self) -> None:
         self.stats = {
@@ -49,6 +68,7 @@ class PrepareSummary(Prepared):
                 "inserted_steps",
                 "missing_target",
                 "interpolated_covariates",
+                "forward_filled_covariates",
             )
         }
         self.description = (
@@ -65,34 +85,106 @@ def frame_md5(frame: pd.DataFrame) -> str:
     return hashlib.md5(columns + hashed.tobytes()).hexdigest()
 
 
-def regularize(frame: pd.DataFrame, spec: DatasetConfig) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Returns the table on a full time grid per series, plus counts of what the gap policy did."""
-    covariates = spec.known_covariates + spec.unknown_covariates
+def to_time_grid(frame: pd.DataFrame, spec: DatasetConfig) -> tuple[pd.DataFrame, int]:
+    """Returns the table reindexed to every step of each series' time grid (sorted by series and
+    time, with `series_id` and `time_idx`; inserted steps empty), and how many were inserted."""
     pieces = []
     inserted = 0
-    interpolated = int(frame[covariates].isna().sum().sum()) if covariates else 0
     labels = series_labels(frame, spec.series_columns)
     for label, part in frame.groupby(labels, sort=True):
         part = part.set_index(spec.time_column)
         grid = pd.date_range(part.index.min(), part.index.max(), freq=spec.frequency)
         full = part.reindex(grid)
-        added = len(grid) - len(part)
-        inserted += added
-        interpolated += added * len(covariates)
+        inserted += len(grid) - len(part)
         for name in spec.series_columns:
             full[name] = part[name].iloc[0]
-        if covariates:
-            full[covariates] = (
-                full[covariates].interpolate(method="time", limit_direction="both").ffill().bfill()
-            )
         full["series_id"] = label
         full["time_idx"] = np.arange(len(full), dtype=np.int64)
         pieces.append(full.rename_axis(spec.time_column).reset_index())
-    table = pd.concat(pieces, ignore_index=True)
+    return pd.concat(pieces, ignore_index=True), inserted
+
+
+def _leading_gap_problems(table: pd.DataFrame, spec: DatasetConfig) -> list[Problem]:
+    """Returns one problem per unknown covariate that is empty on the first step of a series."""
+    problems = []
+    starts = table.groupby("series_id", sort=True)[spec.time_column].min()
+    for name in spec.unknown_covariates:
+        observed = table[spec.time_column].where(table[name].notna())
+        first = observed.groupby(table["series_id"], sort=True).min().reindex(starts.index)
+        late = first.isna() | (first > starts)
+        if late.any():
+            problems.append(
+                Problem(
+                    column=name,
+                    what=(
+                        "unknown covariate empty at the start of a series: there is no earlier "
+                        "value to carry forward, and filling from a later one would be "
+                        "look-ahead"
+                    ),
+                    fix=(
+                        "fill those first cells with values known at the time, or drop each "
+                        "series' rows before its first value"
+                    ),
+                    series=[
+                        f"{label} (first value at {first[label]})"
+                        if pd.notna(first[label])
+                        else f"{label} (no value)"
+                        for label in starts.index[late]
+                    ],
+                )
+            )
+    return problems
+
+
+def _interpolated_in_time(values: pd.DataFrame, times: pd.Series) -> pd.DataFrame:
+    """Returns the columns interpolated in time, ends filled with the nearest value."""
+    by_time = values.set_axis(pd.DatetimeIndex(times))
+    filled = by_time.interpolate(method="time", limit_direction="both")
+    return filled.set_axis(values.index)
+
+
+def fill_covariates(
+    table: pd.DataFrame, spec: DatasetConfig, source: str = "the table"
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Returns the table with every covariate cell filled, and how many cells were filled:
+    known covariates interpolated in time (`interpolated_covariates`), unknown ones given the
+    last value observed before them (`forward_filled_covariates`).
+
+    `table` holds whole series on their time grid, sorted by series and time, as
+    `to_time_grid` returns them. Prepare (`regularize`) and serving (`future_table`) both fill
+    through here. Raises DataValidationError naming the series and column when an unknown
+    covariate is empty at the start of a series (see the module docstring for why).
+    """
+    known, unknown = spec.known_covariates, spec.unknown_covariates
+    counts = {
+        "interpolated_covariates": int(table[known].isna().sum().sum()),
+        "forward_filled_covariates": int(table[unknown].isna().sum().sum()),
+    }
+    table = table.copy()
+    if unknown:
+        problems = _leading_gap_problems(table, spec)
+        if problems:
+            raise DataValidationError(source, problems)
+        table[unknown] = table.groupby("series_id", sort=False)[unknown].ffill()
+    if known:
+        table[known] = pd.concat(
+            _interpolated_in_time(part[known], part[spec.time_column])
+            for _, part in table.groupby("series_id", sort=False)
+        )
+    return table, counts
+
+
+def regularize(
+    frame: pd.DataFrame, spec: DatasetConfig, source: str = "the table"
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Returns the table on a full time grid per series with its covariates filled, plus counts
+    of what the gap policy did."""
+    table, inserted = to_time_grid(frame, spec)
+    table, filled = fill_covariates(table, spec, source)
     counts = {
         "inserted_steps": inserted,
         "missing_target": int(table[spec.target].isna().sum()),
-        "interpolated_covariates": interpolated,
+        **filled,
     }
     return table, counts
 
@@ -181,7 +273,7 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
     raw, source = read_table(spec.name, root)
     typed = validate_table(raw, spec, params.windows, source)
     raw_md5 = frame_md5(typed)
-    table, counts = regularize(typed, spec)
+    table, counts = regularize(typed, spec, source)
     table["split"] = assign_splits(table, params.windows)
     check_scales(table, spec, source)
     table = table[
@@ -217,12 +309,13 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
     )
     log.info(
         "prepared %d series, %d rows: %d gap steps inserted, %d missing targets (never filled), "
-        "%d covariate cells interpolated",
+        "%d known covariate cells interpolated, %d unknown covariate cells forward-filled",
         n_series,
         len(table),
         counts["inserted_steps"],
         counts["missing_target"],
         counts["interpolated_covariates"],
+        counts["forward_filled_covariates"],
     )
     return summary
 
@@ -231,7 +324,22 @@ def summary_of(path: Path, params: Params) -> PrepareSummary:
     """Returns the summary of a prepared file written earlier with these params."""
     table = read_prepared_for(path, params)
     _, meta = read_prepared(path)
-    counts = {k: meta[k] for k in ("inserted_steps", "missing_target", "interpolated_covariates")}
+    if "forward_filled_covariates" not in meta:
+        # Older prepare code interpolated unknown covariates from later values (look-ahead);
+        # without unknown covariates its file is what the current code writes.
+        if params.dataset.unknown_covariates:
+            raise MissingStepError(
+                f"{path} was prepared by an older trainyard that filled gaps in unknown "
+                "covariates from later values: run `trainyard prepare --family forecast` again"
+            )
+        meta = {**meta, "forward_filled_covariates": 0}
+    names = (
+        "inserted_steps",
+        "missing_target",
+        "interpolated_covariates",
+        "forward_filled_covariates",
+    )
+    counts = {name: meta[name] for name in names}
     return PrepareSummary(
         path=str(path),
         md5=file_md5(path),

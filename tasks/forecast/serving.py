@@ -13,22 +13,25 @@ import torch
 from trainyard.errors import DataError
 from trainyard.tasks.forecast.config import Params, params_from_dict
 from trainyard.tasks.forecast.forecasters import FORECASTERS, read_covariate_stats
-from trainyard.tasks.forecast.prepare import regularize
+from trainyard.tasks.forecast.prepare import fill_covariates, to_time_grid
 from trainyard.tasks.forecast.validate import series_labels, validate_table
 from trainyard.tasks.forecast.windows import SeriesArrays, WindowIndex
 
 
 def future_table(history: pd.DataFrame, params: Params) -> pd.DataFrame:
-    """Returns the history on its time grid with `horizon` future rows appended per series.
+    """Returns the history on its time grid with `horizon` future rows appended per series,
+    covariates filled by prepare's `fill_covariates` (as the model's training data was).
 
     Known covariates of future rows must be in the input (rows with an empty target after the
-    last observed one); without known covariates the future rows are created here.
+    last observed one); without known covariates the future rows are created here. The fill
+    runs after the future rows are appended: prepare interpolates known covariates over whole
+    series, and carries unknown ones forward into the future rows.
     """
     spec, horizon = params.dataset, params.windows.horizon
     labels = series_labels(history, spec.series_columns)
     observed = history[spec.time_column].where(history[spec.target].notna())
     past = history[history[spec.time_column] <= observed.groupby(labels).transform("max")]
-    table, _ = regularize(past, spec)
+    table, _ = to_time_grid(past, spec)
     offset = pd.tseries.frequencies.to_offset(spec.frequency)
     futures = []
     for series_id, part in table.groupby("series_id", sort=True):
@@ -50,11 +53,13 @@ def future_table(history: pd.DataFrame, params: Params) -> pd.DataFrame:
                 )
             future[spec.known_covariates] = given.loc[times, spec.known_covariates].to_numpy()
         for name in spec.unknown_covariates:
-            future[name] = last[name]  # not read by the models: only encoder steps are
+            future[name] = np.nan  # carried forward; not read by the models (only encoder steps)
         futures.append(future)
     table = pd.concat([table, *futures], ignore_index=True)
+    table = table.sort_values(["series_id", "time_idx"], kind="stable").reset_index(drop=True)
+    table, _ = fill_covariates(table, spec, "model input")
     table["split"] = "train"  # covariates are standardised on the history given
-    return table.sort_values(["series_id", "time_idx"], kind="stable").reset_index(drop=True)
+    return table
 
 
 class ForecasterModel(mlflow.pyfunc.PythonModel):

@@ -346,10 +346,11 @@ def test_gap_policy_accepts_and_counts_nan_targets(tmp_path: Path) -> None:
     assert meta["missing_target"] == 3
 
 
-def test_time_gaps_are_reindexed_covariates_interpolated_target_left_missing(
+def test_time_gaps_are_reindexed_covariates_filled_target_left_missing(
     tmp_path: Path,
 ) -> None:
-    # Covariates are linear in time, so interpolation must reproduce them exactly.
+    # Covariates are linear in time: interpolating the known one must reproduce it exactly,
+    # the unknown one carries its last earlier value forward (no look-ahead).
     frame = daily(price=np.arange(40) * 2.0, temp=100.0 - np.arange(40))
     frame.loc[15, "y"] = np.nan  # an empty target cell
     frame.loc[20, "temp"] = np.nan  # an empty covariate cell
@@ -365,7 +366,8 @@ def test_time_gaps_are_reindexed_covariates_interpolated_target_left_missing(
     assert summary.rows == 40
     assert summary.inserted_steps == 3
     assert summary.missing_target == 4  # 3 inserted steps + 1 empty target cell
-    assert summary.interpolated_covariates == 3 * 2 + 1
+    assert summary.interpolated_covariates == 3  # price on the inserted steps
+    assert summary.forward_filled_covariates == 3 + 1  # temp on them, and its empty cell
     table, _ = read_prepared(Path(summary.path))
     assert table["time_idx"].tolist() == list(range(40))
     assert table["date"].tolist() == list(pd.date_range("2024-01-01", periods=40, freq="D"))
@@ -373,7 +375,9 @@ def test_time_gaps_are_reindexed_covariates_interpolated_target_left_missing(
     observed = table["y"].notna()
     np.testing.assert_array_equal(table.loc[observed, "y"], np.flatnonzero(observed))
     np.testing.assert_allclose(table["price"], np.arange(40) * 2.0)
-    np.testing.assert_allclose(table["temp"], 100.0 - np.arange(40))
+    carried = {5: 4, 6: 4, 20: 19, 30: 29}  # step -> the step whose temp it carries
+    expected = [100.0 - carried.get(step, step) for step in range(40)]
+    np.testing.assert_allclose(table["temp"], expected)
 
 
 def test_covariate_gaps_at_the_ends_are_filled_from_the_nearest_value(tmp_path: Path) -> None:
