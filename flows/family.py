@@ -6,16 +6,19 @@ family. A family's own flow module is one line: `family_flow(FAMILY)`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import threading
+from typing import TYPE_CHECKING
 
 from prefect import Flow, flow, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.futures import wait
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from trainyard.config import FamilySection, RegisterConfig
 from trainyard.environment import ProjectPaths, artifact_root
@@ -26,6 +29,9 @@ from trainyard.tasks.families import get_family
 from trainyard.tasks.family import Family
 from trainyard.tasks.tracking import pipeline_run
 from trainyard.tasks.training import forget_training_summary, parallel_trainings
+
+if TYPE_CHECKING:
+    from distributed import LocalCluster
 
 
 def _retry_transient(task, task_run, state) -> bool:
@@ -77,14 +83,58 @@ def _prepared(family: Family, stored: dict):
     return family.prepared_type(**fields)
 
 
-def family_flow(family: Family) -> Flow:
-    """Returns the Prefect flow that runs `family`'s pipeline."""
+@dataclasses.dataclass(frozen=True)
+class DaskCluster:
+    """Where the trainings run on Dask (`trainyard run --runner dask`)."""
 
-    @flow(
-        name=family.name,
-        task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 1),
-        validate_parameters=False,
+    # A running scheduler, e.g. tcp://10.0.0.5:8786; None: a LocalCluster started for each
+    # family's run and closed after it.
+    address: str | None = None
+    workers: int = 2  # the LocalCluster's worker processes, one thread each
+
+
+def task_runner(dask: DaskCluster | None = None) -> TaskRunner:
+    """Returns the runner of a family flow's tasks: threads of this process, or Dask."""
+    if dask is None:
+        return ThreadPoolTaskRunner(max_workers=os.cpu_count() or 1)
+    from prefect_dask import DaskTaskRunner  # imports distributed: only when asked for
+
+    if dask.address:
+        return DaskTaskRunner(address=dask.address)
+    return DaskTaskRunner(cluster_class=local_cluster, cluster_kwargs={"n_workers": dask.workers})
+
+
+def local_cluster(n_workers: int) -> LocalCluster:
+    """Returns a LocalCluster of `n_workers` single-threaded worker processes that report to
+    this run's Prefect server and may start the processes models train in."""
+    import dask
+    from distributed import LocalCluster
+    from prefect.client.orchestration import get_client
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO is not for users
+    # A daemonic process may not start children, and Dask workers are daemonic by default.
+    # The nanny reads this each time it (re)starts a worker, so it is set for the process.
+    # Nobody reads the workers' profiles; sampling them costs ~5% of a core per training.
+    dask.config.set(
+        {"distributed.worker.daemon": False, "distributed.worker.profile.enabled": False}
     )
+    # Without PREFECT_API_URL each worker would start an ephemeral Prefect server of its own;
+    # MLflow's INFO lines (system metrics started/stopped) would reach the terminal.
+    api = str(get_client(sync_client=True).api_url)
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        env={"PREFECT_API_URL": api, "MLFLOW_LOGGING_LEVEL": "WARNING"},
+    )
+
+
+def family_flow(family: Family, dask: DaskCluster | None = None) -> Flow:
+    """Returns the Prefect flow that runs `family`'s pipeline, its trainings on Dask with
+    `dask`, else in threads of this process."""
+
+    @flow(name=family.name, task_runner=task_runner(dask), validate_parameters=False)
     def run(
         params: FamilySection, register: RegisterConfig, paths: ProjectPaths
     ) -> pipeline.FamilyResult:
@@ -102,8 +152,14 @@ def family_flow(family: Family) -> Flow:
         ) as run_id:
             forget_training_summary(models_dir)
             try:
-                slots = threading.BoundedSemaphore(parallel_trainings(params))
-                with training_progress() as queue:
+                # The progress queue and the bound on trainings at once reach only tasks in
+                # this process; Dask runs as many at once as it has worker threads.
+                if dask is None:
+                    slots = threading.BoundedSemaphore(parallel_trainings(params))
+                    progress = training_progress()
+                else:
+                    slots, progress = None, contextlib.nullcontext(pipeline.DiscardProgress())
+                with progress as queue:
                     futures = [
                         train_task.submit(
                             family, name, prepared, params, paths, run_id, queue, slots

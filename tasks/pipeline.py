@@ -109,6 +109,14 @@ def prepare_step(family: Family, params: FamilySection, paths: ProjectPaths) -> 
     return family.prepare(params, paths.root, paths.family(family.name).prepared)
 
 
+class DiscardProgress:
+    """A progress queue nobody reads, for trainings away from this process (Dask): it also
+    keeps Lightning's own bars off, which worker processes would draw over one another."""
+
+    def put(self, item: object) -> None:
+        """Drops the progress report."""
+
+
 def train_step(
     family: Family,
     name: str,

@@ -11,8 +11,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -38,6 +39,9 @@ from trainyard.tasks.families import (
     readers_hint,
 )
 from trainyard.watchdog import start_watchdog
+
+if TYPE_CHECKING:
+    from trainyard.flows.family import DaskCluster
 
 app = typer.Typer(
     help=(
@@ -157,6 +161,13 @@ def _report(result) -> None:
         console.print(f"Champion gate: {result.decision.reason}")
 
 
+class Runner(StrEnum):
+    """Where `trainyard run` trains a family's models."""
+
+    thread = "thread"
+    dask = "dask"
+
+
 @app.command()
 @_user_errors_exit
 def run(
@@ -167,8 +178,32 @@ def run(
     no_orchestrator: Annotated[
         bool, typer.Option("--no-orchestrator", help="Run the same steps without Prefect.")
     ] = False,
+    runner: Annotated[
+        Runner,
+        typer.Option(
+            "--runner",
+            help="Where the models train: thread (a process each, started from this one) or "
+            "dask (on Dask workers, through prefect-dask).",
+        ),
+    ] = Runner.thread,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            "--dask-address",
+            help="With --runner dask: a running scheduler, e.g. tcp://10.0.0.5:8786 (its "
+            "workers need the project on a shared filesystem and reachable Prefect and MLflow "
+            "servers). Default: a LocalCluster on this machine.",
+        ),
+    ] = None,
+    dask_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--dask-workers", min=1, help="With --runner dask: the LocalCluster's workers [2]."
+        ),
+    ] = None,
 ) -> None:
     """Run the whole pipeline of every chosen family: prepare, train, evaluate, register."""
+    _check_runner(runner, dask_address, dask_workers, no_orchestrator)
     run_config, register = load_shared(params_file, profile)
     names = family or (families_reading(dataset) if dataset else run_config.families)
     if not names:
@@ -177,6 +212,7 @@ def run(
     paths = ProjectPaths(_root(params_file))
     _start_logging()
     where = configure_environment(paths)
+    dask = _dask_cluster(paths, dask_address, dask_workers) if runner is Runner.dask else None
     check_servers(prefect=not no_orchestrator)  # before the heavy imports: fails in seconds
     quiet_libraries()
     ensure_tracking_store(paths)
@@ -195,7 +231,7 @@ def run(
         from trainyard.flows.pipeline import pipeline_flow
 
         with _QuietPrefectConsole():
-            results = pipeline_flow(sections, register, paths)
+            results = pipeline_flow(sections, register, paths, dask)
     seconds = time.perf_counter() - started
     for result in results:
         _report(result)
@@ -209,6 +245,32 @@ def run(
         f"  PREFECT_HOME={os.environ.get('PREFECT_HOME', '~/.prefect')} prefect server start"
     )
     console.print("  dvc metrics show   dvc plots show   (reports in data/<family>/reports/)")
+
+
+def _check_runner(
+    runner: Runner, address: str | None, workers: int | None, no_orchestrator: bool
+) -> None:
+    """Raises ConfigError for --runner options that do not go together."""
+    if runner is Runner.thread and (address or workers):
+        option = "--dask-address" if address else "--dask-workers"
+        raise ConfigError(f"{option} needs --runner dask")
+    if runner is Runner.dask and no_orchestrator:
+        raise ConfigError("--runner dask trains through Prefect: drop --no-orchestrator")
+    if address and workers:
+        raise ConfigError(
+            "--dask-workers sizes the LocalCluster started without --dask-address; a running "
+            "cluster has its own workers"
+        )
+
+
+def _dask_cluster(paths: ProjectPaths, address: str | None, workers: int | None) -> DaskCluster:
+    """Returns the Dask cluster to train on, checked (imports Prefect: call it only once the
+    environment is configured)."""
+    from trainyard.flows.pipeline import DaskCluster, check_dask_cluster
+
+    dask = DaskCluster(address, workers or DaskCluster.workers)
+    check_dask_cluster(dask, paths)
+    return dask
 
 
 def _commit_to_dvc(paths: ProjectPaths, families: list[str]) -> None:
