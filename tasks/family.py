@@ -142,6 +142,8 @@ class TrainResult:
     hparams: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)  # per-epoch metrics
     resumed_from_step: int = 0  # global step an interrupted earlier attempt had reached
+    processes: int = 1  # DDP processes that trained it together (train.devices x num_nodes)
+    train_batches: int = 0  # batches each process ran per epoch
 
 
 @dataclass
@@ -192,6 +194,9 @@ class Family(abc.ABC):
     metrics: dict[str, bool]  # every gate metric it offers -> higher is better
     serving_requirements: tuple[str, ...] = ()  # distributions its pyfunc imports
     prepared_type: type[Prepared] = Prepared  # what prepare returns (rebuilt from JSON)
+    # Model kinds whose loaders shard their batches across DDP processes and whose metrics
+    # are synchronised (train.devices > 1); the others train in one process.
+    distributed_kinds: tuple[str, ...] = ()
 
     def higher_is_better(self, params: FamilySection) -> bool:
         """Returns the direction of the configured gate metric."""

@@ -146,7 +146,13 @@ def train_step(
             resume_dir(paths.state, family, name, prepared.md5, params),
         )
         mlflow.log_params({f"model.{key}": str(value) for key, value in result.hparams.items()})
-        mlflow.log_params({"model.kind": name, "model.n_parameters": result.n_parameters})
+        mlflow.log_params(
+            {
+                "model.kind": name,
+                "model.n_parameters": result.n_parameters,
+                "train.processes": result.processes,
+            }
+        )
         log_history(run_id, result.history)
         mlflow.log_metrics(
             {

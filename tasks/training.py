@@ -12,24 +12,30 @@ import json
 import logging
 import multiprocessing
 import os
+import queue
+import random
 import shutil
+import socket
 import tempfile
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
+import pandas as pd
 import torch
 from filelock import FileLock, Timeout
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.strategies import DDPStrategy
 
 from trainyard.config import ConfigError, FamilySection
 from trainyard.environment import quiet_libraries
 from trainyard.errors import DivergedError, MissingStepError
-from trainyard.tasks.family import CHECKPOINT, Family, TrainingSetup, TrainResult
+from trainyard.tasks.family import CHECKPOINT, Family, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +141,10 @@ def train_model(
 
     With `resume_dir` (one folder per model, data version and params), training keeps its
     latest checkpoint there every epoch; a run killed mid-training and started again on the
-    same inputs resumes from it (weights, optimiser, epoch, early stopping, history) instead
-    of from scratch. The checkpoint is read as weights only: an unreadable one is set aside
-    and training starts over.
+    same inputs resumes from it (weights, optimiser, epoch, early stopping, history, random
+    state) instead of from scratch. The checkpoint is read as weights only: an unreadable one
+    is set aside and training starts over. With train.devices > 1 (and a kind the family can
+    shard), the model trains in that many DDP processes (`fit_distributed`).
     """
     check_model_names(family, params)
     if threads:
@@ -148,10 +155,11 @@ def train_model(
     lock = _claim(resume_dir) if resume_dir is not None else None
     work_dir = resume_dir if lock else Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-"))
     last = work_dir / "last.ckpt"
+    fit = fit_distributed if processes(family, name, params) > 1 else _fit
     try:
         started = time.perf_counter()
         try:
-            fitted = _fit(family, name, prepared_path, params, work_dir, progress_queue, last)
+            fitted = fit(family, name, prepared_path, params, work_dir, progress_queue, last)
         except DivergedError:
             raise
         except Exception as error:  # noqa: BLE001 - only a resume is retried, fresh
@@ -159,14 +167,13 @@ def train_model(
                 raise
             log.warning("%s: %s cannot be resumed (%s); training from scratch", name, last, error)
             _empty(work_dir)
-            fitted = _fit(family, name, prepared_path, params, work_dir, progress_queue, None)
-        setup, trainer, checkpoint, history, resumed_from = fitted
+            fitted = fit(family, name, prepared_path, params, work_dir, progress_queue, None)
         seconds = time.perf_counter() - started
         staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-done-"))
         shutil.copy2(work_dir / CHECKPOINT, staging / CHECKPOINT)
-        for file_name, value in setup.extra_files.items():
+        for file_name, value in fitted.extra_files.items():
             (staging / f"{file_name}.json").write_text(json.dumps(value))
-        for file_name, table in setup.tables.items():
+        for file_name, table in fitted.tables.items():
             table.to_parquet(staging / f"{file_name}.parquet", index=False)
         if final_dir.exists():
             shutil.rmtree(final_dir)
@@ -183,14 +190,8 @@ def train_model(
     return TrainResult(
         name=name,
         model_dir=str(final_dir),
-        epochs=trainer.current_epoch,
-        best_score=float(checkpoint.best_model_score),
-        monitor=setup.monitor,
         seconds=seconds,
-        n_parameters=sum(p.numel() for p in setup.module.parameters() if p.requires_grad),
-        hparams=setup.hparams,
-        history=history.history,
-        resumed_from_step=resumed_from,
+        **{key: value for key, value in asdict(fitted).items() if key in TRAIN_RESULT_FIELDS},
     )
 
 
@@ -213,6 +214,40 @@ def _empty(folder: Path) -> None:
             item.unlink(missing_ok=True)
 
 
+class RandomState(Callback):
+    """Keeps the global random state (torch, numpy, Python) in checkpoints and restores it on
+    resume, and tells the training loader its epoch: a run resumed from an epoch's checkpoint
+    then draws the same dropout masks and batch orders as one never stopped.
+
+    The state is stored as tensors and plain numbers, so it loads with weights_only=True.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        version, words, gauss = random.getstate()
+        kind, keys, position, has_gauss, cached = np.random.get_state()
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": torch.from_numpy(keys.astype(np.int64)),
+            "numpy_rest": [kind, int(position), int(has_gauss), float(cached)],
+            "python": [version, list(words), gauss],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        torch.set_rng_state(state_dict["torch"])
+        kind, position, has_gauss, cached = state_dict["numpy_rest"]
+        keys = state_dict["numpy"].numpy().astype(np.uint32)
+        np.random.set_state((kind, keys, position, has_gauss, cached))
+        version, words, gauss = state_dict["python"]
+        random.setstate((version, tuple(words), gauss))
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        set_epoch = getattr(trainer.train_dataloader, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(trainer.current_epoch)
+
+
 class StartStep(Callback):
     """Records the global step training starts from (above 0 when resumed)."""
 
@@ -220,6 +255,26 @@ class StartStep(Callback):
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.step = trainer.global_step
+
+
+@dataclass
+class Fitted:
+    """What fitting one model gave (in the process that fitted it, or DDP's rank 0)."""
+
+    epochs: int
+    best_score: float
+    monitor: str
+    n_parameters: int
+    hparams: dict[str, Any]
+    history: list[dict[str, float]]
+    resumed_from_step: int
+    processes: int
+    train_batches: int
+    extra_files: dict[str, Any] = field(default_factory=dict)  # written as <name>.json
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # written as <name>.parquet
+
+
+TRAIN_RESULT_FIELDS = {item.name for item in fields(TrainResult)}
 
 
 def _fit(
@@ -230,9 +285,13 @@ def _fit(
     work_dir: Path,
     progress_queue: Any,
     resume_from: Path | None,
-) -> tuple[TrainingSetup, L.Trainer, ModelCheckpoint, EpochHistory, int]:
-    """Returns (setup, trainer, checkpoint callback, history, first step) after fitting a
-    fresh module, from `resume_from`'s state when it exists."""
+    distributed: bool = False,
+) -> Fitted:
+    """Returns what fitting a fresh module gave, from `resume_from`'s state when it exists.
+
+    `distributed`: this process is one of train.devices x train.num_nodes DDP processes
+    (gloo on CPU), started by `fit_distributed` with the rendezvous in its environment.
+    """
     L.seed_everything(params.train.seed, workers=True, verbose=False)
     setup = family.setup(name, prepared_path, params)
     history = EpochHistory(name, setup.monitor, progress_queue)
@@ -245,6 +304,13 @@ def _fit(
         save_top_k=1,
         save_last=True,
     )
+    placement: dict[str, Any] = {"devices": 1}
+    if distributed:
+        placement = {
+            "devices": params.train.devices,
+            "num_nodes": params.train.num_nodes,
+            "strategy": DDPStrategy(process_group_backend="gloo"),
+        }
     trainer = L.Trainer(
         max_epochs=params.train.max_epochs,
         limit_train_batches=params.train.limit_train_batches or None,
@@ -255,11 +321,13 @@ def _fit(
             checkpoint,
             history,
             start,
+            RandomState(),
         ],
         accelerator="cpu",
+        **placement,
         deterministic=True,
         logger=False,
-        enable_progress_bar=progress_queue is None,
+        enable_progress_bar=progress_queue is None and not distributed,
         enable_model_summary=False,
         default_root_dir=work_dir,
     )
@@ -269,7 +337,151 @@ def _fit(
     trainer.fit(
         setup.module, setup.train_loader, setup.val_loader, ckpt_path=ckpt, weights_only=True
     )
-    return setup, trainer, checkpoint, history, start.step
+    return Fitted(
+        epochs=trainer.current_epoch,
+        best_score=float(checkpoint.best_model_score),
+        monitor=setup.monitor,
+        n_parameters=sum(p.numel() for p in setup.module.parameters() if p.requires_grad),
+        hparams=setup.hparams,
+        history=history.history,
+        resumed_from_step=start.step,
+        processes=trainer.world_size,
+        train_batches=int(trainer.num_training_batches),
+        extra_files=setup.extra_files,
+        tables=setup.tables,
+    )
+
+
+def processes(family: Family, name: str, params: FamilySection) -> int:
+    """Returns how many DDP processes train model `name` (1: no DDP). Kinds the family cannot
+    shard train in one process, whatever train.devices says."""
+    if name not in family.distributed_kinds:
+        return 1
+    return params.train.devices * params.train.num_nodes
+
+
+def fit_distributed(
+    family: Family,
+    name: str,
+    prepared_path: Path,
+    params: FamilySection,
+    work_dir: Path,
+    progress_queue: Any,
+    resume_from: Path | None,
+) -> Fitted:
+    """Returns rank 0's Fitted after train.devices DDP processes on this node fitted the model
+    together (gloo on CPU), each its share of the batches.
+
+    Like torchrun, this starts the node's processes itself and gives each its rendezvous in
+    the environment (MASTER_ADDR, MASTER_PORT, NODE_RANK, LOCAL_RANK, WORLD_SIZE), so Lightning
+    joins them instead of re-running the command. One node: 127.0.0.1 and a free port. Several
+    nodes (train.num_nodes): run the same command on every node with MASTER_ADDR, MASTER_PORT
+    and NODE_RANK set. Only rank 0 writes checkpoints and reports progress; if any process
+    fails, the others are stopped and its error is raised.
+    """
+    devices = params.train.devices
+    node_rank = int(os.environ.get("NODE_RANK", "0"))
+    rendezvous = {
+        "MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
+        "MASTER_PORT": os.environ.get("MASTER_PORT") or str(_free_port()),
+        "NODE_RANK": str(node_rank),
+        "WORLD_SIZE": str(devices * params.train.num_nodes),
+    }
+    threads = max(1, torch.get_num_threads() // devices)
+    context = multiprocessing.get_context("spawn")
+    answers = context.Queue()
+    ranks = [
+        context.Process(
+            target=_rank_main,
+            args=(
+                {**rendezvous, "LOCAL_RANK": str(local)},
+                family.name,
+                name,
+                str(prepared_path),
+                params.to_dict(),
+                str(work_dir),
+                progress_queue if local == 0 and node_rank == 0 else None,
+                str(resume_from) if resume_from else None,
+                threads,
+                answers,
+            ),
+            daemon=True,
+        )
+        for local in range(devices)
+    ]
+    for rank in ranks:
+        rank.start()
+    try:
+        return _gather(ranks, answers)
+    finally:
+        for rank in ranks:
+            if rank.is_alive():
+                rank.terminate()
+            rank.join(timeout=30)
+
+
+def _gather(ranks: list[Any], answers: Any) -> Fitted:
+    """Returns local rank 0's Fitted once every rank has answered; raises the first error."""
+    fitted: Fitted | None = None
+    waiting = set(range(len(ranks)))
+    while waiting:
+        try:
+            local, outcome = answers.get(timeout=1.0)
+        except queue.Empty:
+            dead = [i for i in waiting if not ranks[i].is_alive()]
+            if dead:  # died without answering (killed, or crashed in C)
+                raise RuntimeError(
+                    f"DDP process {dead[0]} exited with code {ranks[dead[0]].exitcode} "
+                    "before it finished training"
+                ) from None
+            continue
+        if isinstance(outcome, BaseException):
+            raise outcome
+        waiting.discard(local)
+        if local == 0:
+            fitted = outcome
+    assert fitted is not None
+    return fitted
+
+
+def _rank_main(
+    environment: dict[str, str],
+    family_name: str,
+    name: str,
+    prepared_path: str,
+    params: dict,
+    work_dir: str,
+    progress_queue: Any,
+    resume_from: str | None,
+    threads: int,
+    answers: Any,
+) -> None:
+    """One DDP process: joins the rendezvous, fits, and answers (its Fitted, or its error)."""
+    from trainyard.tasks.families import get_family
+
+    os.environ.update(environment)
+    local = int(environment["LOCAL_RANK"])
+    torch.set_num_threads(threads)
+    quiet_libraries()
+    try:
+        family = get_family(family_name)
+        section = family.section.model_validate(params)
+        resume = Path(resume_from) if resume_from else None
+        fitted = _fit(
+            family, name, Path(prepared_path), section, Path(work_dir), progress_queue, resume, True
+        )
+        answers.put((local, fitted if local == 0 else None))
+    except BaseException as error:  # noqa: BLE001 - handed to the parent, which raises it
+        try:
+            answers.put((local, error))
+        except Exception:  # noqa: BLE001 - an error that cannot be pickled is sent as text
+            answers.put((local, RuntimeError(f"{name}: DDP process {local}: {error!r}")))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _train_in_child(
@@ -333,10 +545,12 @@ def resume_dir(
 
 
 def parallel_trainings(params: FamilySection) -> int:
-    """Returns how many models to train at once: train.parallel, or one per core."""
+    """Returns how many models to train at once: train.parallel, or one per core (one per
+    train.devices cores when each model trains in that many DDP processes)."""
     if params.train.parallel > 0:
         return params.train.parallel
-    return max(1, min(len(params.train.models), os.cpu_count() or 1))
+    cores = (os.cpu_count() or 1) // params.train.devices
+    return max(1, min(len(params.train.models), cores))
 
 
 def torch_threads(params: FamilySection) -> int:

@@ -83,6 +83,15 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(lstm_inputs, tmp_pat
     assert (tmp_path / "models" / "lstm" / "best.ckpt").exists()
     assert not list(resume.iterdir())  # a finished model leaves nothing to resume
 
+    # The kill fell after an epoch's checkpoint: the resumed run restores the random state and
+    # batch order of that epoch, so it ends exactly where a run never stopped ends.
+    whole = train_model(FORECAST, "lstm", prepared, params, tmp_path / "whole", threads=1)
+    assert whole.resumed_from_step == 0
+    assert result.best_score == pytest.approx(whole.best_score, rel=1e-5)
+    for resumed_epoch, whole_epoch in zip(result.history, whole.history, strict=True):
+        assert resumed_epoch["val/loss"] == pytest.approx(whole_epoch["val/loss"], rel=1e-5)
+        assert resumed_epoch["train/loss"] == pytest.approx(whole_epoch["train/loss"], rel=1e-5)
+
 
 def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(
     lstm_inputs, tmp_path: Path, caplog

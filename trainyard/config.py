@@ -178,6 +178,12 @@ class TrainBase(Section):
     limit_train_batches: WholeNumber = 0  # >0 caps optimiser steps per epoch (quick runs)
     seed: WholeNumber = 42  # seeds weights, shuffling and environments
     parallel: WholeNumber = 0  # models trained at once, each in its own process; 0 = one per core
+    # Data-parallel training (DDP, gloo on CPU) of the kinds a family can shard: each model
+    # trains in devices x num_nodes processes, each on its share of the batches. Several
+    # nodes: run the same command on each with MASTER_ADDR, MASTER_PORT and NODE_RANK set.
+    devices: WholeNumber = 1  # processes per node training one model together
+    num_nodes: WholeNumber = 1
+    strategy: Text = "ddp"  # the only strategy on CPU
 
     def common_problems(self) -> list[str]:
         """Returns what is wrong with the shared knobs, whatever the family."""
@@ -188,6 +194,12 @@ class TrainBase(Section):
             problems.append(f"train.models lists a model twice: {self.models}")
         problems += too_small(self, "train", 1, "max_epochs", "patience")
         problems += too_small(self, "train", 0, "limit_train_batches", "parallel", "seed")
+        problems += too_small(self, "train", 1, "devices", "num_nodes")
+        if self.strategy != "ddp":
+            problems.append(
+                f"train.strategy: {self.strategy!r} is not available; trainyard trains on CPU "
+                "with ddp (gloo), set by train.devices and train.num_nodes"
+            )
         if self.seed >= 2**32:
             problems.append(f"train.seed must be below 2**32 (a numpy seed), got {self.seed}")
         return problems

@@ -56,14 +56,16 @@ class WindowForecaster(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self.model_step(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, prediction = self.model_step(batch)
         size = len(prediction)
-        self.log("val/loss", loss, prog_bar=True, batch_size=size)
-        self.log("val/mae", (prediction - batch["target"]).abs().mean(), batch_size=size)
+        self.log("val/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log(
+            "val/mae", (prediction - batch["target"]).abs().mean(), batch_size=size, sync_dist=True
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.learning_rate)

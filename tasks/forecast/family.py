@@ -24,6 +24,7 @@ class ForecastFamily(Family):
     metrics = dict.fromkeys(METRICS, False)
     serving_requirements = ("pytorch-forecasting", "pandera", "pyarrow", "statsmodels")
     prepared_type = preparation.PrepareSummary
+    distributed_kinds = ("lstm", "tcn")  # the TFT's loader and logging are pytorch-forecasting's
 
     def label(self, params: Params) -> str:
         """Returns the dataset's short name, e.g. co2."""

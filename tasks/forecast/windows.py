@@ -168,14 +168,30 @@ class WindowLoader:
         self.epoch = 0
 
     def __len__(self) -> int:
-        return -(-len(self.index) // self.batch_size)
+        return -(-self._share(len(self.index)) // self.batch_size)
+
+    @staticmethod
+    def _share(windows: int) -> int:
+        """Returns how many of `windows` one process takes (all of them without DDP; the
+        share is rounded up, as torch's DistributedSampler does, repeating a few windows)."""
+        world = _process_group()[1]
+        return -(-windows // world)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Makes the next pass shuffle as epoch `epoch` does (training calls this each epoch,
+        so a resumed run sees the batch orders of one never stopped)."""
+        self.epoch = epoch
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         starts = self.index.starts
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
             starts = starts[torch.randperm(len(starts), generator=generator)]
-            self.epoch += 1
+            self.epoch += 1  # the next pass shuffles anew, unless set_epoch says otherwise
+        rank, world = _process_group()
+        if world > 1:  # DDP: every process the same number of windows, its own share of them
+            padded = self._share(len(starts)) * world
+            starts = torch.cat([starts, starts[: padded - len(starts)]])[rank::world]
         for begin in range(0, len(starts), self.batch_size):
             yield gather_windows(
                 self.arrays,
@@ -183,3 +199,10 @@ class WindowLoader:
                 self.encoder_length,
                 self.horizon,
             )
+
+
+def _process_group() -> tuple[int, int]:
+    """Returns (rank, world size) of the DDP process group this process is in ((0, 1): none)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
