@@ -11,6 +11,7 @@ import platform
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,41 +107,80 @@ def lineage_tags(
     }
 
 
+HEARTBEAT_TAG = "trainyard.heartbeat"  # unix time the owning process last said it lives
+
+
+def heartbeat_seconds() -> float:
+    """Returns how often a pipeline run's heartbeat is written (TRAINYARD_HEARTBEAT_SECONDS,
+    default 60); a run of another host silent for ten times that is taken for dead."""
+    return float(os.environ.get("TRAINYARD_HEARTBEAT_SECONDS", "60"))
+
+
 def owner_tags() -> dict[str, str]:
-    """Returns tags naming the process that owns a run, so a later run on this host can tell
-    that it died (SIGKILL, power loss) and close it."""
+    """Returns tags naming the process that owns a run, so a later run can tell that it died
+    (SIGKILL, power loss) and close it: by its PID on this host, by its heartbeat elsewhere."""
     pid = os.getpid()
     return {
         "trainyard.host": socket.gethostname(),
         "trainyard.pid": str(pid),
         "trainyard.pid_start": process_start(pid),
+        HEARTBEAT_TAG: str(int(time.time())),
     }
 
 
+@contextlib.contextmanager
+def heartbeat(run_id: str) -> Iterator[None]:
+    """Keeps the run's heartbeat tag fresh from a background thread while the block runs, so
+    runs on other hosts can tell this one lives. A failed write is retried at the next beat."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        client = MlflowClient()
+        while not stop.wait(heartbeat_seconds()):
+            with contextlib.suppress(Exception):  # a missed beat only ages the tag
+                client.set_tag(run_id, HEARTBEAT_TAG, str(int(time.time())))
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
 def close_dead_runs(experiment_id: str) -> list[str]:
-    """Returns the ids of runs of this experiment whose process on this host died while they
-    ran, after marking them KILLED and deleting the model versions they left unfinished
-    (registered without the `registration: complete` tag)."""
+    """Returns the ids of runs of this experiment whose process died while they ran, after
+    marking them KILLED and deleting the model versions they left unfinished (registered
+    without the `registration: complete` tag).
+
+    On this host a run is dead when its process is gone. A run of another host is dead when
+    its pipeline run's heartbeat is older than ten heartbeat intervals (10 minutes by default,
+    which also absorbs clock skew between hosts); runs without a heartbeat are left alone.
+    """
     client = MlflowClient()
     host = socket.gethostname()
-    running = client.search_runs(
-        [experiment_id],
-        filter_string=f"attributes.status = 'RUNNING' and tags.`trainyard.host` = '{host}'",
-    )
-    dead = [
-        run
-        for run in running
-        if not process_alive(
-            int(run.data.tags.get("trainyard.pid", "0") or 0),
-            run.data.tags.get("trainyard.pid_start", ""),
-        )
-    ]
-    for run in dead:
+    running = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'")
+    beats = {run.info.run_id: run.data.tags.get(HEARTBEAT_TAG) for run in running}
+    stale_before = time.time() - 10 * heartbeat_seconds()
+
+    def dead(run) -> bool:
+        tags = run.data.tags
+        if "trainyard.host" not in tags:
+            return False  # not a trainyard run
+        if tags["trainyard.host"] == host:
+            pid = int(tags.get("trainyard.pid", "0") or 0)
+            return not process_alive(pid, tags.get("trainyard.pid_start", ""))
+        beat = beats.get(tags.get("mlflow.parentRunId", ""), tags.get(HEARTBEAT_TAG))
+        return beat is not None and float(beat) < stale_before
+
+    gone = [run for run in running if dead(run)]
+    for run in gone:
         for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
             if version.tags.get(REGISTRATION_TAG) != "complete":
                 client.delete_model_version(version.name, version.version)
         client.set_terminated(run.info.run_id, status="KILLED")
-    return [run.info.run_id for run in dead]
+    return [run.info.run_id for run in gone]
 
 
 @contextlib.contextmanager
@@ -170,7 +210,8 @@ def pipeline_run(
         mlflow.log_params({key: str(value)[:500] for key, value in flat.items()})
         log_dataset(family, prepared, params, "training")
         mlflow.log_metrics({f"data/{key}": value for key, value in prepared.stats.items()})
-        yield run.info.run_id
+        with heartbeat(run.info.run_id):
+            yield run.info.run_id
 
 
 def log_dataset(family: Family, prepared: Prepared, params: FamilySection, context: str) -> None:
