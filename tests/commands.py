@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -48,3 +49,11 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def group_ends(pgid: int, seconds: float = 30) -> bool:
+    """Returns whether every process of group `pgid` ends within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and group_alive(pgid):
+        time.sleep(0.5)
+    return not group_alive(pgid)

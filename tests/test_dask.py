@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.commands import group_alive, start_trainyard
+from tests.commands import group_ends, start_trainyard
 from tests.conftest import ROOT
 from tests.test_cli import _closed_port
 from tests.test_faults import NAME, _client, _project
@@ -33,10 +33,7 @@ def test_two_models_train_on_two_dask_workers_and_both_register(tmp_path: Path):
         assert run.returncode == 0, output[-3000:]
         # The LocalCluster (scheduler, nannies, workers) and the Prefect server it reported
         # to were all started in the run's process group: none may outlive the run.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and group_alive(run.pid):
-            time.sleep(0.5)
-        assert not group_alive(run.pid), "processes of the finished run still run"
+        assert group_ends(run.pid), "processes of the finished run still run"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(run.pid, signal.SIGKILL)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.commands import group_alive, run_trainyard, start_trainyard
+from tests.commands import group_ends, run_trainyard, start_trainyard
 from tests.conftest import ROOT
 from trainyard.tasks.registry import REGISTRATION_TAG
 
@@ -68,10 +68,7 @@ def test_a_killed_run_leaves_nothing_running_and_the_next_run_closes_it(tmp_path
         run.wait(timeout=30)
         # The Prefect server, the progress manager and the training processes it started are
         # all in its process group: the watchdog stops them.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and group_alive(run.pid):
-            time.sleep(0.5)
-        assert not group_alive(run.pid), "processes of the killed run still run"
+        assert group_ends(run.pid), "processes of the killed run still run"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(run.pid, signal.SIGKILL)
