@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/text_bpc.py
 	$(BIN)/python bench/text_lightning_overhead.py
 	$(BIN)/python bench/dask_speedup.py
+	$(BIN)/python bench/ddp_overhead.py
 	$(BIN)/python bench/predict.py
 
 repro: $(STAMP)
