@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from trainyard.environment import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # closed again when the block ends
 
 
 def timed(command: list[str], env: dict[str, str], cap: float) -> tuple[float, str]:
@@ -43,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cap", type=float, default=180.0)
     args = parser.parse_args()
-    uri = f"http://127.0.0.1:{closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory() as state:
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TRAINYARD_STATE_DIR": state}
         ours, message = timed(

@@ -15,12 +15,11 @@ import os
 import queue
 import random
 import shutil
-import socket
 import tempfile
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 
 from trainyard.config import ConfigError, FamilySection
-from trainyard.environment import quiet_libraries
+from trainyard.environment import free_port, quiet_libraries
 from trainyard.errors import DivergedError, MissingStepError
 from trainyard.tasks.family import CHECKPOINT, Family, TrainResult
 
@@ -190,8 +189,16 @@ def train_model(
     return TrainResult(
         name=name,
         model_dir=str(final_dir),
+        epochs=fitted.epochs,
+        best_score=fitted.best_score,
+        monitor=fitted.monitor,
         seconds=seconds,
-        **{key: value for key, value in asdict(fitted).items() if key in TRAIN_RESULT_FIELDS},
+        n_parameters=fitted.n_parameters,
+        hparams=fitted.hparams,
+        history=fitted.history,
+        resumed_from_step=fitted.resumed_from_step,
+        processes=fitted.processes,
+        train_batches=fitted.train_batches,
     )
 
 
@@ -272,9 +279,6 @@ class Fitted:
     train_batches: int
     extra_files: dict[str, Any] = field(default_factory=dict)  # written as <name>.json
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # written as <name>.parquet
-
-
-TRAIN_RESULT_FIELDS = {item.name for item in fields(TrainResult)}
 
 
 def _fit(
@@ -383,7 +387,7 @@ def fit_distributed(
     node_rank = int(os.environ.get("NODE_RANK", "0"))
     rendezvous = {
         "MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
-        "MASTER_PORT": os.environ.get("MASTER_PORT") or str(_free_port()),
+        "MASTER_PORT": os.environ.get("MASTER_PORT") or str(free_port()),
         "NODE_RANK": str(node_rank),
         "WORLD_SIZE": str(devices * params.train.num_nodes),
     }
@@ -476,12 +480,6 @@ def _rank_main(
             answers.put((local, error))
         except Exception:  # noqa: BLE001 - an error that cannot be pickled is sent as text
             answers.put((local, RuntimeError(f"{name}: DDP process {local}: {error!r}")))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _train_in_child(

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from trainyard.cli import app
-from trainyard.environment import ProjectPaths, configure_environment
+from trainyard.environment import ProjectPaths, configure_environment, free_port
 
 runner = CliRunner()
 PREPARED = "data/forecast/prepared/series.parquet"
@@ -174,15 +174,6 @@ def test_run_with_bad_input_prints_only_the_error(tmp_path: Path, orchestrator: 
         assert (tmp_path / "state/prefect").is_dir()
 
 
-def _closed_port() -> int:
-    """Returns a port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.parametrize(
     "variable, args, message",
     [
@@ -195,7 +186,7 @@ def test_a_dead_server_is_one_clear_error_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, args: list[str], message: str
 ):
     params = _project(tmp_path, _sales())
-    url = f"http://127.0.0.1:{_closed_port()}" + ("/api" if variable == "PREFECT_API_URL" else "")
+    url = f"http://127.0.0.1:{free_port()}" + ("/api" if variable == "PREFECT_API_URL" else "")
     monkeypatch.setenv(variable, url)
     result = runner.invoke(
         app, ["run", "--params", str(params), "--family", "forecast", *args], env={variable: url}
@@ -211,6 +202,6 @@ def test_the_prefect_server_is_not_needed_without_the_orchestrator(
 ):
     from trainyard.environment import check_servers
 
-    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{_closed_port()}/api")
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     check_servers(prefect=False)  # no error: the run would not call Prefect

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from tests.commands import group_ends, start_trainyard
 from tests.conftest import ROOT
-from tests.test_cli import _closed_port
 from tests.test_faults import NAME, _client, _project
 from trainyard.cli import app
+from trainyard.environment import free_port
 
 runner = CliRunner()
 
@@ -75,7 +75,7 @@ def test_dask_options_that_do_not_go_together_are_a_user_error(
 
 
 def test_a_running_cluster_refuses_a_tracking_store_on_this_machine(tmp_path: Path):
-    address = f"tcp://127.0.0.1:{_closed_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     code, output = _run(_rl_project(tmp_path), "--runner", "dask", "--dask-address", address)
     assert code == 2, output
     assert f"--dask-address {address}: MLFLOW_TRACKING_URI=sqlite:" in output
@@ -87,9 +87,9 @@ def test_an_unreachable_scheduler_fails_fast_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     # Servers the workers could share (never asked: the scheduler is checked first).
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
-    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{_closed_port()}/api")
-    address = f"tcp://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    address = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
     code, output = _run(_rl_project(tmp_path), "--runner", "dask", "--dask-address", address)
     seconds = time.monotonic() - started

@@ -20,8 +20,9 @@ from mlflow.tracking import MlflowClient
 
 from tests.commands import BIN, run_trainyard
 from tests.conftest import ROOT
-from tests.test_servers import _free_port, _serve
+from tests.test_servers import _serve
 from trainyard.cli import _write_predictions
+from trainyard.environment import free_port
 from trainyard.errors import DataError, UserError
 from trainyard.tasks.family import read_input_table
 from trainyard.tasks.forecast.datasets import co2_weekly
@@ -247,7 +248,7 @@ SERVED = {
 @pytest.mark.parametrize("name", list(SERVED))
 def test_mlflow_models_serve_answers_invocations_of_the_champion(project, tmp_path, name):
     _, env = project
-    port = _free_port()
+    port = free_port()
     command = [
         str(BIN / "mlflow"),
         "models",

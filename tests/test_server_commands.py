@@ -23,8 +23,9 @@ from typer.testing import CliRunner
 
 from tests.commands import BIN, group_alive, run_trainyard
 from tests.conftest import ROOT
-from tests.test_servers import _free_port, _stop_group
+from tests.test_servers import _stop_group
 from trainyard.cli import app
+from trainyard.environment import free_port
 
 runner = CliRunner()
 
@@ -73,7 +74,7 @@ def _folded(text: str) -> str:
 
 @pytest.mark.slow
 def test_server_start_status_stop(tmp_path: Path):
-    state, port = tmp_path / "state", _free_port()
+    state, port = tmp_path / "state", free_port()
     env = _env(state)
     url = f"http://127.0.0.1:{port}/api"
     with _recorded_servers_stopped(state):
@@ -150,7 +151,7 @@ def test_basic_auth_without_a_usable_password_is_refused_before_anything_starts(
         monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
     else:
         monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", password)
-    ports = ["--prefect-port", str(_free_port()), "--mlflow-port", str(_free_port())]
+    ports = ["--prefect-port", str(free_port()), "--mlflow-port", str(free_port())]
     result = runner.invoke(app, ["server", "up", "--basic-auth", *ports])
     assert result.exit_code == 2, result.output
     folded = _folded(result.output)
@@ -208,7 +209,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     root = tmp_path_factory.mktemp("team")
     state = root / "state"
     env = _env(state)
-    ports = ["--prefect-port", str(_free_port()), "--mlflow-port", str(_free_port())]
+    ports = ["--prefect-port", str(free_port()), "--mlflow-port", str(free_port())]
     with _recorded_servers_stopped(state):
         done = run_trainyard(["server", "up", *ports], root, env)
         assert done.returncode == 0, done.stdout + done.stderr

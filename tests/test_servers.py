@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,14 +19,9 @@ from mlflow.tracking import MlflowClient
 
 from tests.commands import BIN, group_alive
 from tests.conftest import ROOT
+from trainyard.environment import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -80,7 +74,7 @@ def _stop_group(server: subprocess.Popen) -> None:
 def serve_mlflow(folder: Path, workers: int = 1) -> Iterator[str]:
     """Yields the URL of a real `mlflow server` on 127.0.0.1 (SQLite store and artifacts in
     `folder`), stopped with its whole process group at the end."""
-    port = _free_port()
+    port = free_port()
     command = [
         str(BIN / "mlflow"),
         "server",
@@ -109,7 +103,7 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("prefect-server")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PREFECT_HOME": str(folder),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -62,6 +63,13 @@ class FamilyPaths:
     def reports(self) -> Path:
         """Metrics, evaluation tables and plots (DVC metrics and plots)."""
         return self.data / "reports"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Returns a port on `host` that nothing listens on now (bound, then released at once)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 def find_project_root(start: Path | None = None) -> Path:
