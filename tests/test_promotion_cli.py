@@ -129,6 +129,7 @@ def test_promote_rollback_and_history_across_state_directories(project, tracking
     assert show.returncode == 0, show.stdout + show.stderr
     assert f"v{v3}" in show.stdout and "git checkout " + "0" * 40 in show.stdout
     assert "data_version" in show.stdout and "stage.champion" in show.stdout
+    assert "aliases      champion" in show.stdout
     listed = run_trainyard(["models"], folder, bob)
     assert listed.returncode == 0 and "trainyard-lock" not in listed.stdout
 

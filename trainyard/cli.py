@@ -531,8 +531,7 @@ def models_show(
 
     _, client = _registry(params_file)
     version = _resolve(client, reference)
-    model = client.get_registered_model(version.name)
-    aliases = [a for a, v in (model.aliases or {}).items() if str(v) == str(version.version)]
+    aliases = sorted(version.aliases or [])  # fetched versions carry their aliases
     tags = dict(version.tags)
     console.print(f"[bold]{version.name} v{version.version}[/]  {tags.get('model', '?')}")
     console.print(f"  aliases      {', '.join(aliases) or '-'}")
