@@ -3,7 +3,7 @@ folder with its own environment variables."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 import subprocess
 import sys
 import time
@@ -43,12 +43,16 @@ def start_trainyard(
 
 
 def group_alive(pgid: int) -> bool:
-    """Returns whether any process of process group `pgid` still runs."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    """Returns whether any process of process group `pgid` still runs. Zombies do not count:
+    a stopped server whose parent is gone may wait long for init to reap it (os.killpg(pgid,
+    0) would still find it)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+                    return True
+    return False
 
 
 def group_ends(pgid: int, seconds: float = 30) -> bool:
