@@ -280,7 +280,9 @@ def _parse_times(
     try:
         times = pd.to_datetime(values, errors="coerce", format="mixed")
         unread = present & times.isna()
-    except ValueError:  # pandas refuses text mixing UTC offsets, or offsets and none
+        if not pd.api.types.is_datetime64_any_dtype(times):  # pandas 2: offsets mixed, as objects
+            times, unread = None, present
+    except ValueError:  # pandas 3 refuses text mixing UTC offsets, or offsets and none
         times, unread = None, present
     if not unread.any():
         return times, []
