@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 from trainyard.config import (
     FamilySection,
     RegisterConfig,
     RunConfig,
+    merge,
     read_params_file,
     section_from_dict,
 )
@@ -50,10 +52,17 @@ def readers_hint(dataset: str) -> str:
 
 
 def load_sections(
-    params_file: Path, profile: str | None, names: list[str], dataset: str | None = None
+    params_file: Path,
+    profile: str | None,
+    names: list[str],
+    dataset: str | None = None,
+    dataset_keys: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, FamilySection]:
     """Returns the sections of the named families of a params file (only those: a stage
-    reads its own), a profile's overrides applied and, with `dataset`, reading that data."""
+    reads its own), a profile's overrides applied and, with `dataset`, reading that data.
+
+    `dataset_keys` maps a family to section values that describe `dataset` (such as a table's
+    columns, inferred or given on the command line), laid over the section that reads it."""
     raw = read_params_file(params_file, profile)
     unknown = sorted(set(raw) - {*family_names(), "run", "register"})
     if unknown:
@@ -73,7 +82,7 @@ def load_sections(
                     f"--dataset {dataset}: the {name} family does not read it; "
                     f"{readers_hint(dataset)}"
                 )
-            values = read
+            values = merge(read, (dataset_keys or {}).get(name, {}))
         sections[name] = section_from_dict(family.section, values, f"{params_file}: {name}")
     return sections
 

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from trainyard.config import ConfigError
+from trainyard.config import ConfigError, merge
 from trainyard.environment import (
     ProjectPaths,
     check_servers,
@@ -41,7 +41,9 @@ from trainyard.tasks.families import (
 from trainyard.watchdog import start_watchdog
 
 if TYPE_CHECKING:
+    from trainyard.config import FamilySection
     from trainyard.flows.family import DaskCluster
+    from trainyard.tasks.forecast.infer import Inference
 
 app = typer.Typer(
     help=(
@@ -73,6 +75,67 @@ DatasetOption = Annotated[
         help="Run on this data instead of params.yaml's: a CSV/Parquet table or a built-in "
         "table (co2, macro_panel) for forecast; a folder, glob or .txt/.md file of UTF-8 text "
         "or python_docs for text. Without --family, runs the families that read it.",
+    ),
+]
+# Pins of a forecasting table's keys (--dataset FILE, or `trainyard init FILE`); what is not
+# pinned is inferred from the table.
+TimeColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--time-column",
+        help="Forecasting table (--dataset FILE or init): the column of times. Default: "
+        "inferred, the only column of dates.",
+        show_default=False,
+    ),
+]
+TargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        help="Forecasting table (--dataset FILE or init): the column to forecast. Default: "
+        "inferred, the only numeric column that varies within a series.",
+        show_default=False,
+    ),
+]
+SeriesColumnOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--series-column",
+        help="Forecasting table (--dataset FILE or init): a column naming the series of a long "
+        "panel (repeatable). Default: inferred, none when every time occurs once, else the "
+        "text column that makes (series, time) unique.",
+        show_default=False,
+    ),
+]
+FrequencyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--frequency",
+        help="Forecasting table (--dataset FILE or init): the pandas offset alias of the time "
+        "grid, e.g. D, W-SUN, MS, QE-DEC, h. Default: inferred from the times (gaps allowed).",
+        show_default=False,
+    ),
+]
+SeasonLengthOption = Annotated[
+    int | None,
+    typer.Option(
+        "--season-length",
+        min=1,
+        help="Forecasting table (--dataset FILE or init): steps per season (seasonal naive, "
+        "MASE). Default: by frequency (h 24, D 7, W 52, MS 12, QE 4), 1 when the series hold "
+        "fewer than two seasons for training.",
+        show_default=False,
+    ),
+]
+HorizonOption = Annotated[
+    int | None,
+    typer.Option(
+        "--horizon",
+        min=1,
+        help="Forecasting table (--dataset FILE or init): steps to forecast. Default: by "
+        "frequency (h 24, D 14, W 12, MS 12, QE 8, YE 3), cut to fit the shortest series; the "
+        "encoder, validation and holdout lengths are fitted around it.",
+        show_default=False,
     ),
 ]
 FamiliesOption = Annotated[
@@ -161,6 +224,99 @@ def _report(result) -> None:
         console.print(f"Champion gate: {result.decision.reason}")
 
 
+def _table_pins(
+    time_column: str | None,
+    target: str | None,
+    series_columns: list[str] | None,
+    frequency: str | None,
+    season_length: int | None,
+    horizon: int | None,
+) -> dict[str, Any]:
+    """Returns the forecasting table's keys given on the command line (only those given)."""
+    given = {
+        "time_column": time_column,
+        "target": target,
+        "series_columns": series_columns or None,
+        "frequency": frequency,
+        "season_length": season_length,
+        "horizon": horizon,
+    }
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def _is_table_file(dataset: str) -> bool:
+    """Returns whether --dataset names a CSV/Parquet file (not a built-in table)."""
+    from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS
+    from trainyard.tasks.forecast.family import TABLE_SUFFIXES
+
+    return dataset not in BUILTIN_DATASETS and Path(dataset).suffix.lower() in TABLE_SUFFIXES
+
+
+def _load_sections(
+    params_file: Path,
+    profile: str | None,
+    names: list[str],
+    dataset: str | None,
+    pins: dict[str, Any],
+) -> dict[str, FamilySection]:
+    """Returns the families' sections (load_sections). When --dataset is a CSV/Parquet file
+    for forecasting, the keys describing it that neither the command line (`pins`) nor
+    params.yaml (when it names that same file) sets are inferred from the table, and printed."""
+    table = dataset is not None and "forecast" in names and _is_table_file(dataset)
+    if pins and not table:
+        from trainyard.tasks.forecast.infer import FLAGS
+
+        flags = ", ".join(FLAGS[key] for key in pins)
+        if dataset is None:
+            where = (
+                "the table params.yaml names is described by forecast.dataset there (or write "
+                "a file's keys into it with `trainyard init FILE`)"
+            )
+        elif "forecast" not in names:
+            where = f"--dataset {dataset} is read by {', '.join(names)}, not forecast"
+        else:
+            where = f"{dataset} is not a .csv or .parquet file"
+        raise ConfigError(
+            f"{flags}: these describe a forecasting table given as --dataset FILE.csv or "
+            f"FILE.parquet; {where}"
+        )
+    if not table:
+        return load_sections(params_file, profile, names, dataset)
+    inference = _infer_table(params_file, profile, dataset, pins)
+    _print_inference(
+        inference,
+        f"pin any with its flag; `trainyard init {dataset}` writes them into params.yaml",
+    )
+    return load_sections(params_file, profile, names, dataset, {"forecast": inference.section()})
+
+
+def _infer_table(
+    params_file: Path, profile: str | None, dataset: str, pins: dict[str, Any]
+) -> Inference:
+    """Returns the forecasting keys of table `dataset`: pinned on the command line, else by
+    params.yaml when its forecast.dataset.name is that file, else inferred from the table."""
+    from trainyard.config import read_params_file
+    from trainyard.tasks.forecast.infer import Pins, infer_file, pins_from_section
+
+    root = _root(params_file)
+    section = read_params_file(params_file, profile).get("forecast")
+    configured = pins_from_section(
+        section if isinstance(section, dict) else {}, dataset, root, f"{params_file}"
+    )
+    return infer_file(dataset, root, Pins.given(pins, configured))
+
+
+def _print_inference(inference: Inference, note: str) -> None:
+    console.print(
+        f"{inference.source}: forecasting keys ({note}):",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    for line in inference.lines():
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+
+
 class Runner(StrEnum):
     """Where `trainyard run` trains a family's models."""
 
@@ -175,6 +331,12 @@ def run(
     profile: ProfileOption = None,
     family: FamiliesOption = None,
     dataset: DatasetOption = None,
+    time_column: TimeColumnOption = None,
+    target: TargetOption = None,
+    series_column: SeriesColumnOption = None,
+    frequency: FrequencyOption = None,
+    season_length: SeasonLengthOption = None,
+    horizon: HorizonOption = None,
     no_orchestrator: Annotated[
         bool, typer.Option("--no-orchestrator", help="Run the same steps without Prefect.")
     ] = False,
@@ -208,7 +370,8 @@ def run(
     names = family or (families_reading(dataset) if dataset else run_config.families)
     if not names:
         raise ConfigError(f"--dataset {dataset}: no family reads it; {readers_hint(dataset)}")
-    sections = load_sections(params_file, profile, names, dataset)
+    pins = _table_pins(time_column, target, series_column, frequency, season_length, horizon)
+    sections = _load_sections(params_file, profile, names, dataset, pins)
     paths = ProjectPaths(_root(params_file))
     _start_logging()
     where = configure_environment(paths)
@@ -349,9 +512,16 @@ def prepare(
     profile: ProfileOption = None,
     family: FamilyOption = "forecast",
     dataset: DatasetOption = None,
+    time_column: TimeColumnOption = None,
+    target: TargetOption = None,
+    series_column: SeriesColumnOption = None,
+    frequency: FrequencyOption = None,
+    season_length: SeasonLengthOption = None,
+    horizon: HorizonOption = None,
 ) -> None:
     """Validate and prepare a family's data into data/<family>/prepared (DVC stage)."""
-    params = load_sections(params_file, profile, [family], dataset)[family]
+    pins = _table_pins(time_column, target, series_column, frequency, season_length, horizon)
+    params = _load_sections(params_file, profile, [family], dataset, pins)[family]
     paths = ProjectPaths(_root(params_file))
     _start_logging()
     chosen = get_family(family)
@@ -367,12 +537,19 @@ def train(
     profile: ProfileOption = None,
     family: FamilyOption = "forecast",
     dataset: DatasetOption = None,
+    time_column: TimeColumnOption = None,
+    target: TargetOption = None,
+    series_column: SeriesColumnOption = None,
+    frequency: FrequencyOption = None,
+    season_length: SeasonLengthOption = None,
+    horizon: HorizonOption = None,
 ) -> None:
     """Train a family's train.models into data/<family>/models (DVC stage; no MLflow)."""
     from trainyard.progress import training_progress
     from trainyard.tasks.pipeline import check_step, train_untracked
 
-    params = load_sections(params_file, profile, [family], dataset)[family]
+    pins = _table_pins(time_column, target, series_column, frequency, season_length, horizon)
+    params = _load_sections(params_file, profile, [family], dataset, pins)[family]
     paths = ProjectPaths(_root(params_file))
     _start_logging()
     quiet_libraries()
@@ -394,11 +571,18 @@ def evaluate(
     profile: ProfileOption = None,
     family: FamilyOption = "forecast",
     dataset: DatasetOption = None,
+    time_column: TimeColumnOption = None,
+    target: TargetOption = None,
+    series_column: SeriesColumnOption = None,
+    frequency: FrequencyOption = None,
+    season_length: SeasonLengthOption = None,
+    horizon: HorizonOption = None,
 ) -> None:
     """Score a family's models and baselines into data/<family>/reports (DVC stage)."""
     from trainyard.tasks.training import read_training_summary
 
-    params = load_sections(params_file, profile, [family], dataset)[family]
+    pins = _table_pins(time_column, target, series_column, frequency, season_length, horizon)
+    params = _load_sections(params_file, profile, [family], dataset, pins)[family]
     paths = ProjectPaths(_root(params_file))
     _start_logging()
     quiet_libraries()
@@ -996,6 +1180,73 @@ def checkout(
         console.print(f"  git checkout {commit}")
     family = tags.get("family")
     console.print(f"  trainyard run --family {family}" if family else "  trainyard run")
+
+
+@app.command()
+@_user_errors_exit
+def init(
+    table: Annotated[
+        Path,
+        typer.Argument(
+            help="Your CSV or Parquet table of time series, one row per series and time: a "
+            "column of times, the target and any columns naming the series.",
+            show_default=False,
+        ),
+    ],
+    params_file: ParamsOption = Path("params.yaml"),
+    time_column: TimeColumnOption = None,
+    target: TargetOption = None,
+    series_column: SeriesColumnOption = None,
+    frequency: FrequencyOption = None,
+    season_length: SeasonLengthOption = None,
+    horizon: HorizonOption = None,
+) -> None:
+    """Write a table's forecasting keys into params.yaml, inferred where no flag pins them.
+
+    The forecast section gets the table's name, columns, frequency, season length and windows
+    (keys params.yaml already sets for this same file are kept); the rest of the file and its
+    comments are kept."""
+    from trainyard.config import read_params_file, section_from_dict
+    from trainyard.tasks.forecast.config import Params
+    from trainyard.tasks.forecast.family import TABLE_SUFFIXES
+    from trainyard.tasks.forecast.infer import Pins, infer_file, pins_from_section, write_params
+
+    if table.suffix.lower() not in TABLE_SUFFIXES:
+        raise UserError(
+            f"{table}: not a table trainyard reads; give a .csv or .parquet file of time series"
+        )
+    root = params_file.resolve().parent
+    path = table.expanduser().resolve()
+    name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    raw = read_params_file(params_file) if params_file.exists() else {}
+    section = raw.get("forecast") if isinstance(raw.get("forecast"), dict) else {}
+    pins = _table_pins(time_column, target, series_column, frequency, season_length, horizon)
+    configured = pins_from_section(section, name, root, str(params_file))
+    inference = infer_file(name, root, Pins.given(pins, configured))
+    keys = inference.section()
+    keys["dataset"]["name"] = name
+    # Checked before writing: a section that would not load is never written.
+    section_from_dict(Params, merge(section, keys), f"{params_file}: forecast")
+    existed = params_file.exists()
+    write_params(params_file, name, inference)
+    _print_inference(inference, "pin any with its flag and run this again")
+    written = ", ".join(["name", *inference.dataset])
+    rest = "the rest of the file is as it was" if existed else "a new file that runs forecast only"
+    console.print(
+        f"Wrote {params_file}: forecast.dataset ({written}) and forecast.windows "
+        f"({', '.join(inference.windows)}); {rest}.",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    other = "" if params_file == Path("params.yaml") else f" --params {params_file}"
+    console.print(
+        f"Next: trainyard run --family forecast{other}   (or trainyard prepare{other}, to check "
+        "it)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()

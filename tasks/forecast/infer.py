@@ -1,0 +1,770 @@
+"""Returns the forecast dataset and windows keys of a table, inferred where the user set none.
+
+What is inferred from a long-format table (one row per series and time):
+
+- time_column: the only column whose values read as dates/times;
+- series_columns: none when every time occurs once (one series); else the one text column
+  (failing that, the one whole-number column) that makes (series, time) unique;
+- target: the only numeric column, besides those, that varies within a series;
+- frequency: pandas' infer_freq, or the most common step between times when there are gaps,
+  checked like the prepare step checks it (every time on one grid per series);
+- season_length: from the frequency (h 24, D 7, B 5, W 52, M 12, Q 4, Y 1), 1 when the
+  shortest series' training part cannot hold two seasons;
+- windows: a horizon by frequency (h 24, D 14, W 12, M 12, Q 8, Y 3), capped to an eighth of the
+  shortest series, with validation and holdout parts of at least MIN_ORIGINS rolling origins
+  and an encoder of max(2 x horizon, season_length) steps where the series are long enough.
+
+Wide tables (a column per series, or dates as column headers) are not reshaped: a table with
+several numeric columns needs --target (the others are left out), and the errors show how to
+melt a wide table to long. Ambiguity raises ConfigError naming the file, the candidates and the
+flag that settles it; a table no choice can fix raises DataError.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trainyard.config import section_from_dict
+from trainyard.errors import ConfigError, DataError
+from trainyard.tasks.forecast.config import DatasetConfig, WindowConfig
+from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS, read_table
+from trainyard.tasks.forecast.validate import (
+    SINGLE_SERIES,
+    DataValidationError,
+    read_times,
+    series_labels,
+)
+
+MIN_ORIGINS = 3  # rolling forecast origins the validation and holdout parts each hold at least
+MAX_ENCODER = 120  # the default TCN sees 125 past steps (train.tcn); a longer encoder fails it
+DATE_SAMPLE = 200  # distinct values read to decide whether a column holds dates
+SHOWN = 8  # candidates or columns named in one message
+
+# The flag that pins each key on the command line (the others are params.yaml keys only).
+FLAGS = {
+    "time_column": "--time-column",
+    "target": "--target",
+    "series_columns": "--series-column",
+    "frequency": "--frequency",
+    "season_length": "--season-length",
+    "horizon": "--horizon",
+}
+DATASET_KEYS = (
+    "time_column",
+    "target",
+    "series_columns",
+    "known_covariates",
+    "unknown_covariates",
+    "frequency",
+    "season_length",
+)
+WINDOW_KEYS = ("encoder_length", "horizon", "validation_length", "holdout_length")
+
+
+@dataclass
+class Pins:
+    """Keys the user fixed (None: infer it), and where each was fixed, for messages."""
+
+    time_column: str | None = None
+    target: str | None = None
+    series_columns: list[str] | None = None
+    known_covariates: list[str] | None = None
+    unknown_covariates: list[str] | None = None
+    frequency: str | None = None
+    season_length: int | None = None  # steps per season
+    horizon: int | None = None  # steps forecast
+    encoder_length: int | None = None  # steps a model sees
+    validation_length: int | None = None  # steps before the holdout, for early stopping
+    holdout_length: int | None = None  # last steps of every series, for the evaluation
+    origins: dict[str, str] = field(default_factory=dict)  # key -> "--target", "params.yaml"
+
+    def origin(self, key: str) -> str:
+        """Returns where `key` was pinned: its flag unless told otherwise."""
+        return self.origins.get(key, FLAGS.get(key, "pinned"))
+
+    @classmethod
+    def given(cls, command_line: dict[str, Any], configured: Pins) -> Pins:
+        """Returns the keys given on the command line over those params.yaml sets for the same
+        table; a horizon given there refits the windows params.yaml sized for its own."""
+        if "horizon" in command_line:
+            configured = replace(
+                configured, encoder_length=None, validation_length=None, holdout_length=None
+            )
+        pins = cls(**command_line)
+        values = {
+            f.name: getattr(configured, f.name)
+            if getattr(pins, f.name) is None
+            else getattr(pins, f.name)
+            for f in fields(cls)
+            if f.name != "origins"
+        }
+        origins = {
+            key: configured.origins[key] for key in configured.origins if key not in command_line
+        }
+        return cls(**values, origins=origins)
+
+
+def pins_from_section(section: dict[str, Any], table: str, root: Path, where: str) -> Pins:
+    """Returns the dataset and windows keys a params.yaml section sets, as pins, when its
+    dataset.name is the file `table` (both relative to `root`); no pins otherwise (they
+    describe another table). Raises ConfigError naming a key of the wrong kind."""
+    dataset = section.get("dataset") if isinstance(section.get("dataset"), dict) else {}
+    name = dataset.get("name")
+    if not isinstance(name, str) or name in BUILTIN_DATASETS:
+        return Pins()
+    if _resolved(name, root) != _resolved(table, root):
+        return Pins()
+    windows = section.get("windows") if isinstance(section.get("windows"), dict) else {}
+    values = {}
+    for config, given, keys, prefix in (
+        (DatasetConfig, dataset, DATASET_KEYS, "dataset"),
+        (WindowConfig, windows, WINDOW_KEYS, "windows"),
+    ):
+        present = {key: given[key] for key in keys if key in given}
+        typed = section_from_dict(config, present, f"{where}: forecast.{prefix}")
+        values.update({key: getattr(typed, key) for key in present})
+    return Pins(**values, origins=dict.fromkeys(values, where))
+
+
+def _resolved(name: str, root: Path) -> Path:
+    path = Path(name).expanduser()
+    return (path if path.is_absolute() else root / path).resolve()
+
+
+@dataclass
+class Choice:
+    """One inferred or pinned key: its value and how it came about."""
+
+    key: str
+    value: Any
+    how: str  # why this value, in a few words
+    pinned: bool = False
+
+    def line(self) -> str:
+        """Returns the choice as one line for the console."""
+        value = (
+            ", ".join(map(str, self.value)) or "none"
+            if isinstance(self.value, list)
+            else self.value
+        )
+        flag = FLAGS.get(self.key)
+        pin = "" if self.pinned or flag is None else f"  [pin: {flag}]"
+        return f"{self.key}: {value} ({self.how}){pin}"
+
+
+@dataclass
+class Inference:
+    """The forecast dataset and windows keys of one table, and how each was settled."""
+
+    source: str  # the table, for messages
+    dataset: dict[str, Any]  # the DATASET_KEYS
+    windows: dict[str, int]  # the WINDOW_KEYS
+    choices: list[Choice]
+
+    def section(self) -> dict[str, Any]:
+        """Returns the keys as raw forecast-section values: {"dataset": ..., "windows": ...}."""
+        return {"dataset": dict(self.dataset), "windows": dict(self.windows)}
+
+    def lines(self) -> list[str]:
+        """Returns one line per key, for the console."""
+        return [choice.line() for choice in self.choices]
+
+
+def infer_file(name: str, root: Path, pins: Pins | None = None) -> Inference:
+    """Returns the keys of the CSV/Parquet table `name` (relative to `root`), inferred where
+    `pins` leaves them open."""
+    frame, source = read_table(name, root)
+    return infer_keys(frame, source, pins or Pins())
+
+
+def infer_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
+    """Returns the keys of `frame`, inferred where `pins` leaves them open; raises ConfigError
+    when a choice is ambiguous (naming the candidates and the flag), DataError when the table
+    cannot be read as time series at all."""
+    if frame.empty:
+        raise DataError(f"{source}: the table has no rows; export the data again")
+    frame = frame.rename(columns=str)
+    choices: list[Choice] = []
+    covariates = [*(pins.known_covariates or []), *(pins.unknown_covariates or [])]
+    for key in ("known_covariates", "unknown_covariates"):
+        for name in getattr(pins, key) or []:
+            _require_column(frame, name, key, pins, source)
+
+    time_column, how = _time_column(frame, source, pins, covariates)
+    choices.append(Choice("time_column", time_column, how, pins.time_column is not None))
+    times = _read_times(frame, time_column, source)
+
+    series, how = _series_columns(frame, times, time_column, source, pins, covariates)
+    choices.append(Choice("series_columns", series, how, pins.series_columns is not None))
+    labels = series_labels(frame, series)
+
+    target, how = _target(frame, labels, source, pins, [time_column, *series, *covariates])
+    choices.append(Choice("target", target, how, pins.target is not None))
+
+    steps = _series_times(times, labels)
+    frequency, how = _frequency(steps, source, time_column, pins)
+    choices.append(Choice("frequency", frequency, how, pins.frequency is not None))
+    offset = pd.tseries.frequencies.to_offset(frequency)
+    lengths = {label: len(pd.date_range(s[0], s[-1], freq=offset)) for label, s in steps.items()}
+    shortest_label = min(lengths, key=lengths.__getitem__)
+    shortest = lengths[shortest_label]
+    where = (
+        f"the shortest series, {shortest_label}, has {shortest} steps"
+        if len(lengths) > 1
+        else f"the series has {shortest} steps"
+    )
+
+    windows, season, window_choices = _windows(frequency, offset, shortest, where, source, pins)
+    choices += window_choices
+    dataset = {
+        "time_column": time_column,
+        "target": target,
+        "series_columns": series,
+        "known_covariates": list(pins.known_covariates or []),
+        "unknown_covariates": list(pins.unknown_covariates or []),
+        "frequency": frequency,
+        "season_length": season,
+    }
+    unused = [
+        name
+        for name in frame.columns
+        if name not in (time_column, target, *series, *covariates) and _holds_numbers(frame[name])
+    ]
+    if unused:
+        choices.append(
+            Choice(
+                "not used",
+                unused,
+                "numeric; list under forecast.dataset.known_covariates or unknown_covariates "
+                "to use as covariates",
+                pinned=True,
+            )
+        )
+    return Inference(source, dataset, windows, choices)
+
+
+# --- columns -------------------------------------------------------------------------------
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:SHOWN])
+    return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+
+
+def _pin_hint(key: str) -> str:
+    flag = FLAGS.get(key)
+    setting = f"forecast.dataset.{key} in params.yaml"
+    return f"{flag} (or {setting})" if flag else setting
+
+
+def _require_column(frame: pd.DataFrame, name: str, key: str, pins: Pins, source: str) -> None:
+    if name not in frame.columns:
+        raise ConfigError(
+            f"{source}: no column {name!r} (given by {pins.origin(key)} as {key}); the columns "
+            f"are {_names(list(frame.columns))}"
+        )
+
+
+def _holds_dates(values: pd.Series) -> bool:
+    """Returns whether a column's values read as dates/times: datetimes, or text with digits
+    that pandas parses (numbers alone, such as 2024 or 20240131, are not read as dates)."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return bool(values.notna().any())
+    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
+        return False
+    sample = pd.Series(values.dropna().unique()[:DATE_SAMPLE])
+    if sample.empty:
+        return False
+    text = sample.astype(str)
+    if not text.str.contains(r"\d").all() or pd.to_numeric(text, errors="coerce").notna().all():
+        return False
+    try:
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed", utc=True)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return bool(parsed.notna().all())
+
+
+def _holds_numbers(values: pd.Series) -> bool:
+    """Returns whether a column holds numbers, or text that is mostly numbers (a target with a
+    stray "n/a" is still the target; the prepare step reports the stray cells)."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return False
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return True
+    if values.dtype != object:
+        return False
+    present = values.dropna()
+    if present.empty or present.map(lambda v: isinstance(v, bool)).any():
+        return False
+    return bool(pd.to_numeric(present, errors="coerce").notna().mean() >= 0.5)
+
+
+def _time_column(
+    frame: pd.DataFrame, source: str, pins: Pins, covariates: list[str]
+) -> tuple[str, str]:
+    if pins.time_column is not None:
+        _require_column(frame, pins.time_column, "time_column", pins, source)
+        return pins.time_column, f"set by {pins.origin('time_column')}"
+    taken = {pins.target, *(pins.series_columns or []), *covariates}
+    candidates = [name for name in frame.columns if name not in taken and _holds_dates(frame[name])]
+    if len(candidates) == 1:
+        return candidates[0], "the only column of dates/times"
+    if candidates:
+        raise ConfigError(
+            f"{source}: several columns hold dates/times: {_names(candidates)}; name the time "
+            f"column with {_pin_hint('time_column')}"
+        )
+    headers = [name for name in frame.columns if _holds_dates(pd.Series([name]))]
+    if len(headers) >= 2:
+        ids = [name for name in frame.columns if name not in headers]
+        raise DataError(
+            f"{source}: no column holds times, but {len(headers)} column headers are dates "
+            f"({_names(headers)}): the table is wide, one row per series. Reshape it to one "
+            "row per series and time, e.g. with pandas: df.melt(id_vars="
+            f"{ids!r}, var_name='date', value_name='value'), and save it again"
+        )
+    raise DataError(
+        f"{source}: no column holds dates or times (columns: {_names(list(frame.columns))}). "
+        "Add a column of ISO dates such as 2024-01-31; if a column of numbers holds the times "
+        "(years, YYYYMMDD, epoch seconds), name it with --time-column to see how to convert it"
+    )
+
+
+def _read_times(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """Returns the time column parsed as the prepare step parses it (naive datetimes)."""
+    times, problems = read_times(frame, DatasetConfig(time_column=column))
+    if problems:
+        raise DataValidationError(source, problems)
+    if times.isna().any():
+        row = int(np.flatnonzero(times.isna().to_numpy())[0])
+        raise DataError(
+            f"{source}: column {column!r} is empty in row {row + 1} (and maybe others): every "
+            "row needs its time; fill those cells or drop those rows"
+        )
+    return times
+
+
+def _is_unique(frame: pd.DataFrame, times: pd.Series, columns: list[str]) -> bool:
+    keys = frame[columns].assign(_time=times.to_numpy()) if columns else times.to_frame()
+    return not keys.duplicated().any()
+
+
+def _series_columns(
+    frame: pd.DataFrame,
+    times: pd.Series,
+    time_column: str,
+    source: str,
+    pins: Pins,
+    covariates: list[str],
+) -> tuple[list[str], str]:
+    if pins.series_columns is not None:
+        for name in pins.series_columns:
+            _require_column(frame, name, "series_columns", pins, source)
+        return list(pins.series_columns), f"set by {pins.origin('series_columns')}"
+    if _is_unique(frame, times, []):
+        return [], "every time occurs once: one series"
+    taken = {time_column, pins.target, *covariates}
+    texts = [
+        name
+        for name in frame.columns
+        if name not in taken
+        and not _holds_numbers(frame[name])
+        and not pd.api.types.is_bool_dtype(frame[name].dtype)
+    ]
+    unique = [name for name in texts if _is_unique(frame, times, [name])]
+    kind = "text column"
+    if not unique and 2 <= len(texts) <= 6:
+        pairs = [[a, b] for i, a in enumerate(texts) for b in texts[i + 1 :]]
+        unique = [pair for pair in pairs if _is_unique(frame, times, pair)]
+        kind = "pair of text columns"
+    if not unique and not texts:
+        wholes = [
+            name
+            for name in frame.columns
+            if name not in taken and _whole_numbers(frame[name]) and frame[name].nunique() > 1
+        ]
+        unique = [name for name in wholes if _is_unique(frame, times, [name])]
+        kind = "whole-number column"
+    if len(unique) == 1:
+        chosen = unique[0] if isinstance(unique[0], list) else [unique[0]]
+        key = ", ".join([*chosen, time_column])
+        return chosen, f"times repeat; the only {kind} that makes ({key}) unique"
+    if unique:
+        shown = [" + ".join(c) if isinstance(c, list) else c for c in unique]
+        raise ConfigError(
+            f"{source}: times repeat (several series), and several columns could name the "
+            f"series: {_names(shown)}; name them with {_pin_hint('series_columns')} (repeatable)"
+        )
+    repeated = int(frame.assign(_time=times).duplicated(subset=["_time", *texts]).sum())
+    raise DataError(
+        f"{source}: times repeat in column {time_column!r}, and no column tells the series "
+        f"apart ({repeated} rows repeat a (series, time) even with every text column "
+        f"{_names(texts) if texts else '(there is none)'}). Name the columns of a series with "
+        f"{_pin_hint('series_columns')}, or keep one row per series and time"
+    )
+
+
+def _whole_numbers(values: pd.Series) -> bool:
+    if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        return False
+    present = values.dropna().to_numpy(dtype="float64")
+    return bool(len(present)) and bool(np.all(present == np.round(present)))
+
+
+def _target(
+    frame: pd.DataFrame, labels: pd.Series, source: str, pins: Pins, taken: list[str]
+) -> tuple[str, str]:
+    if pins.target is not None:
+        _require_column(frame, pins.target, "target", pins, source)
+        if pins.target in taken:
+            raise ConfigError(
+                f"{source}: the target ({pins.target!r}, {pins.origin('target')}) is also the "
+                "time, a series or a covariate column; pick another"
+            )
+        return pins.target, f"set by {pins.origin('target')}"
+    numeric = [name for name in frame.columns if name not in taken and _holds_numbers(frame[name])]
+    varying = [
+        name
+        for name in numeric
+        if pd.to_numeric(frame[name], errors="coerce").groupby(labels).nunique().max() > 1
+    ]
+    constant = [name for name in numeric if name not in varying]
+    if len(varying) == 1:
+        left = f"; {_names(constant)} constant per series" if constant else ""
+        return varying[0], f"the only numeric column that varies{left}"
+    if varying:
+        raise ConfigError(
+            f"{source}: several numeric columns could be the target: {_names(varying)}; name "
+            f"the one to forecast with {_pin_hint('target')} (the others can be covariates). If "
+            "each column is a series of its own (a wide table), reshape it to long first, e.g. "
+            f"with pandas: df.melt(id_vars={taken[:1]!r}, var_name='series', "
+            "value_name='value')"
+        )
+    if constant:
+        raise DataError(
+            f"{source}: no numeric column varies within a series ({_names(constant)} are "
+            "constant): there is nothing to forecast"
+        )
+    raise DataError(
+        f"{source}: no numeric column to forecast (columns: {_names(list(frame.columns))}); "
+        "the target must hold numbers"
+    )
+
+
+# --- time grid -----------------------------------------------------------------------------
+
+
+def _series_times(times: pd.Series, labels: pd.Series) -> dict[str, pd.DatetimeIndex]:
+    """Returns each series' distinct times, sorted, in nanoseconds (Parquet may hold others)."""
+    return {
+        str(label): pd.DatetimeIndex(part.unique()).as_unit("ns").sort_values()
+        for label, part in times.groupby(labels, sort=True)
+    }
+
+
+def _off_grid(steps: dict[str, pd.DatetimeIndex], offset: pd.DateOffset) -> tuple[str, Any] | None:
+    """Returns (series, time) of the first time off its series' grid (None when all are on it),
+    the grid the prepare step reindexes to: every `offset` from the series' first time."""
+    for label, index in steps.items():
+        if not offset.is_on_offset(index[0]):
+            return label, index[0]
+        grid = pd.date_range(index[0], index[-1], freq=offset)
+        off = ~index.isin(grid)
+        if off.any():
+            return label, index[off][0]
+    return None
+
+
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+DAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+
+
+def _aliases_for(step: pd.Timedelta, everything: pd.DatetimeIndex) -> list[str]:
+    """Returns the offset aliases a most common step between times may stand for."""
+    day = pd.Timedelta(days=1)
+    if step < day or step % day != pd.Timedelta(0):
+        return [pd.tseries.frequencies.to_offset(step).freqstr]
+    days = step // day
+    if days == 1:
+        weekdays_only = not (everything.dayofweek >= 5).any()
+        return ["B", "D"] if weekdays_only and len(everything) >= 10 else ["D"]
+    if days == 7:
+        weekday = int(pd.Series(everything.dayofweek).mode().iloc[0])
+        return [f"W-{DAYS[weekday]}"]
+    if 28 <= days <= 31:
+        return ["MS", "ME"]
+    if 89 <= days <= 92:
+        return ["QS-JAN", "QS-FEB", "QS-MAR", "QE-DEC", "QE-NOV", "QE-OCT"]
+    if 365 <= days <= 366:
+        return [
+            "YS-JAN",
+            "YE-DEC",
+            *(f"YS-{m}" for m in MONTHS[1:]),
+            *(f"YE-{m}" for m in MONTHS[:-1]),
+        ]
+    return [f"{days}D"]
+
+
+def _frequency(
+    steps: dict[str, pd.DatetimeIndex], source: str, time_column: str, pins: Pins
+) -> tuple[str, str]:
+    if pins.frequency is not None:
+        try:
+            pd.tseries.frequencies.to_offset(pins.frequency)
+        except ValueError:
+            raise ConfigError(
+                f"{pins.origin('frequency')} {pins.frequency!r} is not a pandas frequency; use "
+                "an offset alias such as D, h, W-SUN, MS or QE-DEC"
+            ) from None
+        return pins.frequency, f"set by {pins.origin('frequency')}"
+    long_enough = sorted((s for s in steps.values() if len(s) >= 3), key=len, reverse=True)
+    inferred = {pd.infer_freq(s) for s in long_enough[:50]}
+    if len(inferred) == 1 and None not in inferred:
+        alias = inferred.pop()
+        if _off_grid(steps, pd.tseries.frequencies.to_offset(alias)) is None:
+            return alias, "pandas infer_freq on the times"
+    gaps = np.concatenate([np.diff(s.asi8) for s in steps.values() if len(s) > 1] or [[]])
+    if not len(gaps):
+        raise DataError(f"{source}: every series has one time only: there is no time grid")
+    values, counts = np.unique(gaps, return_counts=True)
+    step = pd.Timedelta(int(values[np.argmax(counts)]), unit="ns")
+    everything = pd.DatetimeIndex(np.concatenate([s.asi8 for s in steps.values()]))
+    for alias in _aliases_for(step, everything):
+        if _off_grid(steps, pd.tseries.frequencies.to_offset(alias)) is None:
+            return (
+                alias,
+                f"most steps between times are {_duration(step)}; gaps become missing steps",
+            )
+    label, when = _off_grid(
+        steps, pd.tseries.frequencies.to_offset(_aliases_for(step, everything)[0])
+    )
+    series = "" if label == SINGLE_SERIES else f" of series {label}"
+    raise DataError(
+        f"{source}: the times in column {time_column!r} are not on one regular grid: most steps "
+        f"are {_duration(step)}, but {when}{series} falls off the grid that step gives. "
+        f"Resample the data to one step, or name its frequency with {_pin_hint('frequency')}"
+    )
+
+
+def _duration(step: pd.Timedelta) -> str:
+    """Returns a step as people write it: 1 day, 7 days, 1:00:00."""
+    day = pd.Timedelta(days=1)
+    if step >= day and step % day == pd.Timedelta(0):
+        days = step // day
+        return f"{days} day{'s' if days > 1 else ''}"
+    return str(step).removeprefix("0 days ")
+
+
+# --- season and windows --------------------------------------------------------------------
+
+
+def _steps_in(span: pd.Timedelta, offset: pd.DateOffset) -> int | None:
+    """Returns how many steps of a fixed-length offset make `span` (None if not a whole number)."""
+    step = pd.Timedelta(offset)
+    count = span / step
+    return int(count) if count >= 1 and float(count).is_integer() else None
+
+
+def season_of(offset: pd.DateOffset) -> tuple[int, str]:
+    """Returns the steps per season of a frequency and what that season is."""
+    n = offset.n
+    if isinstance(offset, pd.offsets.Tick):
+        day = pd.Timedelta(days=1)
+        if pd.Timedelta(offset) >= day:
+            per_week = _steps_in(pd.Timedelta(days=7), offset)
+            return (per_week, "a week") if per_week else (1, "no whole number of steps a week")
+        per_day = _steps_in(day, offset)
+        if per_day and per_day <= 288:
+            return per_day, "a day"
+        per_hour = _steps_in(pd.Timedelta(hours=1), offset)
+        return (per_hour, "an hour") if per_hour else (1, "no whole number of steps a day")
+    yearly = [
+        ((pd.offsets.Week,), 52),
+        ((pd.offsets.SemiMonthBegin, pd.offsets.SemiMonthEnd), 24),
+        ((pd.offsets.MonthBegin, pd.offsets.MonthEnd), 12),
+        ((pd.offsets.BusinessMonthBegin, pd.offsets.BusinessMonthEnd), 12),
+        ((pd.offsets.QuarterBegin, pd.offsets.QuarterEnd), 4),
+        ((pd.offsets.BQuarterBegin, pd.offsets.BQuarterEnd), 4),
+    ]
+    for kinds, per_year in yearly:
+        if isinstance(offset, kinds):
+            if per_year % n == 0 and per_year // n > 1:
+                return per_year // n, "a year"
+            return 1, "no whole number of steps a year"
+    if isinstance(offset, pd.offsets.BusinessDay) and n == 1:
+        return 5, "a business week"
+    return 1, "a yearly or irregular step"
+
+
+def default_horizon(offset: pd.DateOffset) -> int:
+    """Returns the steps forecast by default at a frequency (before fitting the series)."""
+    n = offset.n
+    if isinstance(offset, pd.offsets.Tick):
+        if pd.Timedelta(offset) < pd.Timedelta(days=1):
+            per_day = _steps_in(pd.Timedelta(days=1), offset)
+            return min(per_day, 48) if per_day else 24
+        return max(1, 14 // (pd.Timedelta(offset) // pd.Timedelta(days=1)))
+    if isinstance(offset, pd.offsets.BusinessDay):
+        return 10
+    if isinstance(offset, pd.offsets.Week):
+        return max(1, 12 // n)
+    if isinstance(offset, (pd.offsets.QuarterBegin, pd.offsets.QuarterEnd)):
+        return 8
+    if isinstance(offset, (pd.offsets.YearBegin, pd.offsets.YearEnd)):
+        return 3
+    return 12  # months and anything else
+
+
+def _layout(n: int, horizon: int, season: int, pins: Pins) -> dict[str, int] | None:
+    """Returns windows for series of n steps (None when they cannot fit): validation and
+    holdout of max(2 x horizon, season) steps each, at most a fifth of the series and at least
+    MIN_ORIGINS origins; an encoder of as much of max(2 x horizon, season) as leaves MIN_ORIGINS
+    training windows."""
+    least = horizon + MIN_ORIGINS - 1
+    wanted = max(least, min(max(2 * horizon, season), n // 5))
+    for split in (wanted, least):
+        validation = pins.validation_length or split
+        holdout = pins.holdout_length or split
+        room = n - validation - holdout - horizon - (MIN_ORIGINS - 1)
+        encoder = pins.encoder_length or min(max(2 * horizon, season), MAX_ENCODER, room)
+        if 1 <= encoder <= room + MIN_ORIGINS - 1:
+            return {
+                "encoder_length": encoder,
+                "horizon": horizon,
+                "validation_length": validation,
+                "holdout_length": holdout,
+            }
+    return None
+
+
+def _windows(
+    frequency: str,
+    offset: pd.DateOffset,
+    n: int,
+    where: str,
+    source: str,
+    pins: Pins,
+) -> tuple[dict[str, int], int, list[Choice]]:
+    """Returns the windows, the season length and their choices for series of at least n
+    steps."""
+    choices = []
+    if pins.season_length is not None:
+        season, season_how = pins.season_length, f"set by {pins.origin('season_length')}"
+    else:
+        season, what = season_of(offset)
+        season_how = f"{what} of {frequency} steps" if season > 1 else what
+    if pins.horizon is not None:
+        horizon, horizon_how = pins.horizon, f"set by {pins.origin('horizon')}"
+    else:
+        usual = default_horizon(offset)
+        horizon = max(1, min(usual, n // 8))
+        horizon_how = f"the default for {frequency} data"
+        if horizon < usual:
+            horizon_how = f"{usual} for {frequency} data, cut to an eighth of the shortest series"
+    windows = _layout(n, horizon, season, pins)
+    while windows is None and pins.horizon is None and horizon > 1:
+        horizon -= 1
+        horizon_how = f"the longest that fits: {where}"
+        windows = _layout(n, horizon, season, pins)
+    if windows is None:
+        least = horizon + MIN_ORIGINS - 1
+        needed = (
+            (pins.encoder_length or 1)
+            + horizon
+            + (pins.validation_length or least)
+            + (pins.holdout_length or least)
+            + MIN_ORIGINS
+            - 1
+        )
+        pinned = [key for key in WINDOW_KEYS if getattr(pins, key) is not None]
+        fix = (
+            f"shorten {', '.join(f'{key} ({pins.origin(key)})' for key in pinned)}"
+            if pinned
+            else "drop the shortest series, or give longer ones"
+        )
+        raise (ConfigError if pinned else DataError)(
+            f"{source}: {where}, too few for a horizon of {horizon} with validation and "
+            f"holdout parts of {MIN_ORIGINS} rolling origins each and an encoder (at least "
+            f"{needed} steps); {fix}"
+        )
+    training = n - windows["validation_length"] - windows["holdout_length"]
+    if pins.season_length is None and season > 1 and training < 2 * season:
+        season_how = (
+            f"{season_how} is {season} steps, but the training part of the shortest series "
+            f"({training} steps) holds fewer than two seasons: no seasonal lag"
+        )
+        season = 1
+        windows = _layout(n, horizon, season, pins) or windows
+    choices.append(Choice("season_length", season, season_how, pins.season_length is not None))
+    choices.append(Choice("horizon", horizon, horizon_how, pins.horizon is not None))
+    origins = min(windows["validation_length"], windows["holdout_length"]) - horizon + 1
+    layout = ", ".join(f"{key} {windows[key]}" for key in WINDOW_KEYS if key != "horizon")
+    choices.append(
+        Choice(
+            "windows",
+            layout,
+            f"{where}; validation and holdout hold {origins}+ rolling origins each; encoder "
+            f"up to max(2 x horizon, season_length)",
+            pinned=True,
+        )
+    )
+    return windows, season, choices
+
+
+# --- params.yaml ---------------------------------------------------------------------------
+
+
+def write_params(path: Path, name: str, inference: Inference) -> None:
+    """Writes table `name` and its inferred keys into params.yaml's forecast section (a new file
+    holds that section only, and runs only forecasting), keeping the rest of the file and its
+    comments; the file is replaced whole or not at all."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap a line
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    existed = path.exists()
+    data = yaml.load(path.read_text()) if existed else None
+    if data is None:
+        data = CommentedMap()
+        if not existed:
+            data["run"] = CommentedMap(families=_flow(["forecast"]))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of sections, got {type(data).__name__}")
+    forecast = data.setdefault("forecast", CommentedMap())
+    for key, values in (
+        ("dataset", {"name": name, **inference.dataset}),
+        ("windows", inference.windows),
+    ):
+        section = forecast.get(key)
+        if not isinstance(section, dict):
+            section = forecast[key] = CommentedMap()
+        for item, value in values.items():
+            section[item] = _flow(value) if isinstance(value, list) else value
+    text = io.StringIO()
+    yaml.dump(data, text)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text.getvalue())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _flow(values: list[Any]) -> Any:
+    """Returns a list that YAML writes on one line, [a, b], as params.yaml writes lists."""
+    from ruamel.yaml.comments import CommentedSeq
+
+    seq = CommentedSeq(values)
+    seq.fa.set_flow_style()
+    return seq

@@ -1,0 +1,348 @@
+"""Zero-config tables: the forecast keys of a CSV are inferred (time column, target, series
+columns, frequency, season length, windows), pins override inference, ambiguity is an error
+naming the candidates and the flag, and the inferred keys pass the prepare step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.conftest import ROOT
+from trainyard.cli import app
+from trainyard.config import read_params_file
+from trainyard.errors import ConfigError, DataError
+from trainyard.tasks.forecast.config import load_params, params_from_dict
+from trainyard.tasks.forecast.infer import Inference, Pins, infer_file, pins_from_section
+from trainyard.tasks.forecast.prepare import PREPARED_FILE, prepare, read_prepared
+
+runner = CliRunner()
+
+
+def seasonal(n: int, period: int, seed: int = 0) -> np.ndarray:
+    """Returns n values with a trend, a season of `period` steps and noise (never constant)."""
+    steps = np.arange(n)
+    noise = np.random.default_rng(seed).normal(size=n)
+    return 100 + 0.3 * steps + 10 * np.sin(2 * np.pi * steps / period) + noise
+
+
+def monthly(n: int = 120) -> pd.DataFrame:
+    """Returns one monthly series: month-start dates as ISO text and sales."""
+    return pd.DataFrame(
+        {
+            "month": pd.date_range("2015-01-01", periods=n, freq="MS").strftime("%Y-%m-%d"),
+            "sales": seasonal(n, 12),
+        }
+    )
+
+
+def daily_panel(lengths: dict[str, int]) -> pd.DataFrame:
+    """Returns a long daily panel, one series per store, all ending on the same day."""
+    pieces = []
+    for i, (store, n) in enumerate(lengths.items()):
+        days = pd.date_range(end="2024-06-30", periods=n, freq="D")
+        pieces.append(
+            pd.DataFrame(
+                {"day": days.strftime("%Y-%m-%d"), "store": store, "units": seasonal(n, 7, i)}
+            )
+        )
+    return pd.concat(pieces, ignore_index=True)
+
+
+def write(root: Path, frame: pd.DataFrame, name: str = "data.csv") -> Path:
+    path = root / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def infer(root: Path, frame: pd.DataFrame, pins: Pins | None = None) -> Inference:
+    return infer_file(str(write(root, frame)), root, pins)
+
+
+def prepared_with(root: Path, inference: Inference) -> pd.DataFrame:
+    """Returns the table the prepare step writes with the inferred keys (it raises if they do
+    not fit the data)."""
+    dataset = {"name": "data.csv", "missing_target": "gap", **inference.dataset}
+    params = params_from_dict({"dataset": dataset, "windows": inference.windows})
+    prepare(params, root, root / "prepared")
+    table, _ = read_prepared(root / "prepared" / PREPARED_FILE)
+    return table
+
+
+# --- what is inferred --------------------------------------------------------------------------
+
+
+def test_a_single_monthly_series_is_inferred_exactly(tmp_path: Path) -> None:
+    inference = infer(tmp_path, monthly(120))
+    assert inference.dataset == {
+        "time_column": "month",
+        "target": "sales",
+        "series_columns": [],
+        "known_covariates": [],
+        "unknown_covariates": [],
+        "frequency": "MS",
+        "season_length": 12,
+    }
+    # Horizon 12 (a year of months); encoder max(2 x 12, 12); validation and holdout a fifth
+    # of 120 steps at most, 2 x horizon at least wanted.
+    assert inference.windows == {
+        "encoder_length": 24,
+        "horizon": 12,
+        "validation_length": 24,
+        "holdout_length": 24,
+    }
+    text = "\n".join(inference.lines())
+    for flag in ("--time-column", "--target", "--frequency", "--season-length", "--horizon"):
+        assert flag in text
+
+
+def test_a_long_panel_gets_its_id_column(tmp_path: Path) -> None:
+    frame = daily_panel({"north": 200, "south": 150}).assign(store_number=0)
+    frame.loc[frame["store"] == "south", "store_number"] = 1  # constant per series: not a target
+    inference = infer(tmp_path, frame)
+    assert inference.dataset["series_columns"] == ["store"]
+    assert inference.dataset["target"] == "units"
+    assert inference.dataset["frequency"] == "D"
+    assert inference.dataset["season_length"] == 7
+    # The shortest series (150 steps) bounds the windows: horizon 14 is kept (<= 150 / 8).
+    assert inference.windows["horizon"] == 14
+    assert "shortest series, south, has 150 steps" in "\n".join(inference.lines())
+
+
+def test_gaps_keep_the_frequency_of_the_most_common_step(tmp_path: Path) -> None:
+    frame = monthly(120).drop(index=[7, 40, 41, 90]).reset_index(drop=True)
+    inference = infer(tmp_path, frame)
+    assert inference.dataset["frequency"] == "MS"
+    table = prepared_with(tmp_path, inference)
+    assert len(table) == 120 and table["sales"].isna().sum() == 4  # gaps are missing steps
+
+
+def test_a_parquet_table_with_millisecond_times_and_gaps_is_daily(tmp_path: Path) -> None:
+    days = pd.date_range("2024-01-01", periods=200, freq="D").astype("datetime64[ms]")
+    frame = pd.DataFrame({"when": days, "visits": seasonal(200, 7)}).drop(index=[3, 50, 51])
+    frame.to_parquet(tmp_path / "data.parquet", index=False)
+    inference = infer_file("data.parquet", tmp_path)
+    assert inference.dataset["frequency"] == "D"
+    assert inference.dataset["season_length"] == 7
+
+
+def test_a_short_series_gets_a_shorter_horizon_and_no_season(tmp_path: Path) -> None:
+    weeks = pd.date_range("2021-01-02", periods=100, freq="W-SAT")
+    frame = pd.DataFrame({"week": weeks, "demand": seasonal(100, 52)})
+    inference = infer(tmp_path, frame)
+    assert inference.dataset["frequency"] == "W-SAT"
+    # 100 weeks leave fewer than two 52-week seasons for training: season 1, with the reason.
+    assert inference.dataset["season_length"] == 1
+    assert "fewer than two seasons" in "\n".join(inference.lines())
+    assert inference.windows["horizon"] == 12
+
+
+# --- pins --------------------------------------------------------------------------------------
+
+
+def test_pins_override_inference(tmp_path: Path) -> None:
+    frame = monthly(120).assign(price=seasonal(120, 5, seed=3))
+    inference = infer(tmp_path, frame, Pins(target="sales", horizon=6, season_length=4))
+    assert inference.dataset["target"] == "sales"
+    assert inference.dataset["season_length"] == 4
+    assert inference.windows["horizon"] == 6
+    assert "price" in "\n".join(inference.lines())  # named as a numeric column left out
+
+
+def test_params_naming_the_same_file_pin_its_keys(tmp_path: Path) -> None:
+    write(tmp_path, monthly(120))
+    section = {
+        "dataset": {"name": "data.csv", "target": "sales", "season_length": 6},
+        "windows": {"encoder_length": 30, "horizon": 6, "validation_length": 18},
+    }
+    configured = pins_from_section(section, str(tmp_path / "data.csv"), tmp_path, "params.yaml")
+    assert configured.season_length == 6 and configured.origin("target") == "params.yaml"
+    inference = infer_file("data.csv", tmp_path, Pins.given({}, configured))
+    assert inference.dataset["season_length"] == 6
+    assert inference.windows == {
+        "encoder_length": 30,
+        "horizon": 6,
+        "validation_length": 18,
+        "holdout_length": 12,  # inferred: max(2 x horizon, season), within a fifth of 120
+    }
+    # Another file's keys describe that file: they pin nothing.
+    assert pins_from_section(section, "other.csv", tmp_path, "params.yaml") == Pins()
+    # A horizon on the command line refits the windows params.yaml sized for its own.
+    refit = infer_file("data.csv", tmp_path, Pins.given({"horizon": 3}, configured))
+    assert refit.windows["horizon"] == 3 and refit.windows["encoder_length"] == 6
+
+
+# --- ambiguity and unreadable tables -----------------------------------------------------------
+
+
+def test_two_numeric_columns_need_a_target(tmp_path: Path) -> None:
+    frame = monthly(60).assign(price=seasonal(60, 5, seed=3))
+    with pytest.raises(ConfigError) as caught:
+        infer(tmp_path, frame)
+    message = str(caught.value)
+    assert "data.csv" in message
+    assert "sales" in message and "price" in message and "--target" in message
+
+
+def test_two_date_columns_need_a_time_column(tmp_path: Path) -> None:
+    frame = monthly(60)
+    frame["shipped"] = pd.to_datetime(frame["month"]) + pd.Timedelta(days=3)
+    with pytest.raises(ConfigError) as caught:
+        infer(tmp_path, frame)
+    message = str(caught.value)
+    assert "month" in message and "shipped" in message and "--time-column" in message
+    assert infer(tmp_path, frame, Pins(time_column="month")).dataset["frequency"] == "MS"
+
+
+def test_two_id_columns_that_each_tell_series_apart_need_a_series_column(tmp_path: Path) -> None:
+    frame = daily_panel({"north": 60, "south": 60})
+    frame["code"] = frame["store"].str[:1].str.upper()
+    with pytest.raises(ConfigError) as caught:
+        infer(tmp_path, frame)
+    message = str(caught.value)
+    assert "store" in message and "code" in message and "--series-column" in message
+    pinned = infer(tmp_path, frame, Pins(series_columns=["code"]))
+    assert pinned.dataset["series_columns"] == ["code"]
+
+
+def test_a_wide_table_with_date_headers_is_refused_with_the_reshape(tmp_path: Path) -> None:
+    days = pd.date_range("2024-01-01", periods=6, freq="D").strftime("%Y-%m-%d")
+    frame = pd.DataFrame({"store": ["north", "south"], **{day: [1.0, 2.0] for day in days}})
+    with pytest.raises(DataError, match=r"wide.*melt\(id_vars=\['store'\]"):
+        infer(tmp_path, frame)
+
+
+def test_no_column_of_dates_is_a_data_error(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"year": range(1960, 2020), "rain": seasonal(60, 4)})
+    with pytest.raises(DataError, match="no column holds dates.*--time-column"):
+        infer(tmp_path, frame)
+
+
+def test_a_series_too_short_for_any_windows_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="has 8 steps, too few"):
+        infer(tmp_path, monthly(8))
+
+
+# --- the inferred keys pass prepare ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(monthly(120), id="monthly"),
+        pytest.param(monthly(30), id="short-monthly"),
+        pytest.param(daily_panel({"north": 400, "south": 90, "east": 45}), id="daily-panel"),
+        pytest.param(
+            pd.DataFrame(
+                {
+                    "time": pd.date_range("2024-01-01", periods=24 * 21, freq="h"),
+                    "load": seasonal(24 * 21, 24),
+                }
+            ),
+            id="hourly",
+        ),
+        pytest.param(
+            pd.DataFrame(
+                {
+                    "quarter": pd.date_range("1990-03-31", periods=40, freq="QE-DEC"),
+                    "gdp": seasonal(40, 4),
+                }
+            ),
+            id="quarterly",
+        ),
+    ],
+)
+def test_inferred_windows_pass_prepare(tmp_path: Path, frame: pd.DataFrame) -> None:
+    inference = infer(tmp_path, frame)
+    table = prepared_with(tmp_path, inference)
+    windows = inference.windows
+    assert windows["encoder_length"] >= 1
+    for split in ("validation", "holdout"):
+        per_series = table[table["split"] == split].groupby("series_id").size()
+        assert (per_series >= windows["horizon"] + 2).all()  # at least 3 rolling origins
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def _project(tmp_path: Path) -> Path:
+    """Returns a copy of the repo's params.yaml (forecasting co2) in tmp_path."""
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    return params
+
+
+def test_prepare_runs_on_a_csv_given_with_dataset(tmp_path: Path) -> None:
+    params = _project(tmp_path)
+    csv = write(tmp_path, daily_panel({"north": 120, "south": 100}), "sales.csv")
+    result = runner.invoke(
+        app, ["prepare", "--params", str(params), "--dataset", str(csv), "--horizon", "7"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "series_columns: store" in result.output and "[pin: --series-column]" in result.output
+    assert "horizon: 7 (set by --horizon)" in result.output
+    prepared = pd.read_parquet(tmp_path / "data/forecast/prepared" / PREPARED_FILE)
+    assert sorted(prepared["series_id"].unique()) == ["north", "south"]
+    assert params.read_text() == (ROOT / "params.yaml").read_text()  # no edits
+
+
+def test_pins_without_a_table_are_refused(tmp_path: Path) -> None:
+    params = _project(tmp_path)
+    result = runner.invoke(app, ["prepare", "--params", str(params), "--target", "units"])
+    assert result.exit_code == 2
+    assert "--target" in result.output and "--dataset FILE.csv" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_ambiguous_table_is_one_error_naming_the_flag(tmp_path: Path) -> None:
+    params = _project(tmp_path)
+    frame = monthly(60).assign(price=seasonal(60, 5, seed=3))
+    csv = write(tmp_path, frame, "sales.csv")
+    result = runner.invoke(app, ["prepare", "--params", str(params), "--dataset", str(csv)])
+    assert result.exit_code == 2
+    assert "--target" in result.output and "price" in result.output
+    assert not (tmp_path / "data").exists()
+
+
+def test_init_writes_the_choices_into_params_and_keeps_the_rest(tmp_path: Path) -> None:
+    params = _project(tmp_path)
+    write(tmp_path, daily_panel({"north": 120, "south": 100}), "sales.csv")
+    before = read_params_file(params)
+    result = runner.invoke(
+        app, ["init", str(tmp_path / "sales.csv"), "--params", str(params), "--horizon", "7"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Wrote" in result.output
+    loaded = load_params(params)
+    assert loaded.dataset.name == "sales.csv"  # relative to the project root
+    assert loaded.dataset.time_column == "day"
+    assert loaded.dataset.target == "units"
+    assert loaded.dataset.series_columns == ["store"]
+    assert loaded.dataset.frequency == "D"
+    assert loaded.dataset.season_length == 7
+    assert loaded.windows.horizon == 7
+    inference = infer_file("sales.csv", tmp_path, Pins(horizon=7))
+    assert loaded.windows.model_dump() == inference.windows
+    after = read_params_file(params)
+    for section in ("run", "register", "rl", "text"):
+        assert after[section] == before[section]
+    assert after["forecast"]["train"] == before["forecast"]["train"]
+    assert "# pandas offset alias of the time grid" in params.read_text()  # comments kept
+    # The stage reads it as it is: prepare without --dataset.
+    done = runner.invoke(app, ["prepare", "--params", str(params)])
+    assert done.exit_code == 0, done.output
+
+
+def test_init_creates_a_params_file_for_forecasting_only(tmp_path: Path) -> None:
+    write(tmp_path, monthly(120), "sales.csv")
+    params = tmp_path / "params.yaml"
+    result = runner.invoke(app, ["init", str(tmp_path / "sales.csv"), "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(params.read_text())
+    assert written["run"] == {"families": ["forecast"]}
+    assert written["forecast"]["dataset"]["frequency"] == "MS"
+    assert written["forecast"]["windows"]["horizon"] == 12
