@@ -129,6 +129,19 @@ class TrainingSetup:
 
 
 @dataclass
+class DirectFit:
+    """A model fitted without Lightning (a family's `direct_kinds`, e.g. statistical
+    forecasters): its files, its validation score and what to log."""
+
+    files: dict[str, Any]  # name -> JSON-able data, written as name.json in its model folder
+    hparams: dict[str, Any]  # logged as the model run's params
+    seconds: float  # wall time of fitting
+    best_score: float = float("nan")  # its validation score, when the family measures one
+    monitor: str = ""  # which metric that is, e.g. "val/mase"
+    n_parameters: int = 0  # fitted parameters, when the family counts them
+
+
+@dataclass
 class TrainResult:
     """What training one model produced."""
 
@@ -157,11 +170,22 @@ class EvaluationResult:
     columns: list[str]  # metrics shown in the console table, in order
     higher_is_better: dict[str, bool]  # direction of every metric in `columns`
     plots: list[str] = field(default_factory=list)
+    # name -> metric -> value on a validation set, for families that choose their challenger
+    # there (empty: it is chosen on `metrics`). Never the set the gate judges.
+    selection: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def ranking(self, metric: str) -> list[str]:
         """Returns every name, best `metric` first."""
         sign = -1.0 if self.higher_is_better.get(metric, False) else 1.0
         return sorted(self.metrics, key=lambda name: sign * self.metrics[name][metric])
+
+    def challenger(self, metric: str, names: list[str]) -> str:
+        """Returns which of the trained `names` to put forward: the best on the validation
+        scores when the family has them (choosing on the gate's set would flatter it), else
+        the best on `metrics`."""
+        scores = self.selection if all(n in self.selection for n in names) else self.metrics
+        sign = -1.0 if self.higher_is_better.get(metric, False) else 1.0
+        return min(names, key=lambda name: sign * scores[name][metric])
 
     def best_baseline(self, metric: str) -> str:
         """Returns the baseline with the best `metric`."""
@@ -197,6 +221,9 @@ class Family(abc.ABC):
     # Model kinds whose loaders shard their batches across DDP processes and whose metrics
     # are synchronised (train.devices > 1); the others train in one process.
     distributed_kinds: tuple[str, ...] = ()
+    # Model kinds fitted by `fit_direct` instead of a Lightning Trainer (seconds, no epochs:
+    # fitted in the calling process, never resumed).
+    direct_kinds: tuple[str, ...] = ()
 
     def higher_is_better(self, params: FamilySection) -> bool:
         """Returns the direction of the configured gate metric."""
@@ -245,6 +272,10 @@ class Family(abc.ABC):
     @abc.abstractmethod
     def setup(self, name: str, prepared_path: Path, params: FamilySection) -> TrainingSetup:
         """Returns model `name`, fresh, with what training it needs (in a child process)."""
+
+    def fit_direct(self, name: str, prepared_path: Path, params: FamilySection) -> DirectFit:
+        """Returns model `name` (one of `direct_kinds`) fitted to the prepared data."""
+        raise NotImplementedError(f"{self.name} fits no model kind directly ({name})")
 
     @abc.abstractmethod
     def evaluate(

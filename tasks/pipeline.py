@@ -299,7 +299,14 @@ def log_evaluation_step(
 
     for model in trained:
         scores = evaluation.metrics[model.result.name]
-        log_missing(model.run_id, {f"eval/{key}": value for key, value in scores.items()})
+        chosen_on = evaluation.selection.get(model.result.name, {})
+        log_missing(
+            model.run_id,
+            {
+                **{f"eval/{key}": value for key, value in scores.items()},
+                **{f"select/{key}": value for key, value in chosen_on.items()},
+            },
+        )
     log_missing(
         parent_run_id,
         {
@@ -383,8 +390,8 @@ def register_step(
             versions.append(register_version(uri, name, kind, model.run_id, metric, value, tags))
         for version in versions:  # a version without this tag is from an unfinished run
             client.set_model_version_tag(name, version.version, REGISTRATION_TAG, "complete")
-        sign = -1.0 if higher else 1.0
-        best = min(versions, key=lambda version: sign * version.metric)
+        chosen = evaluation.challenger(metric, [model.result.name for model in trained])
+        best = versions[[model.result.name for model in trained].index(chosen)]
         evaluation_key = shared["evaluation_key"]
         audit = {"data_version": prepared.md5, "evaluation_key": evaluation_key, **context}
         record_challenger(client, name, best.version, audit)

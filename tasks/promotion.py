@@ -247,7 +247,8 @@ def gate(
         if not rule.better(value, rule.baseline_value):
             return (
                 f"{label} {rule.metric} {value:.4f} does not beat the best baseline, "
-                f"{rule.baseline} ({rule.baseline_value:.4f})"
+                f"{rule.baseline} ({rule.baseline_value:.4f}; "
+                f"{_shortfall(value, rule.baseline_value, rule)})"
             )
     if holder is None:
         return None
@@ -263,9 +264,19 @@ def gate(
         margin = f" by {stage.min_margin:.0%}" if stage.min_margin else ""
         return (
             f"holder v{holder.version}{where} {rule.metric} {theirs:.4f} is not beaten{margin} "
-            f"by {label} ({value:.4f})"
+            f"by {label} ({value:.4f}; {_shortfall(value, theirs, rule)})"
         )
     return None
+
+
+def _shortfall(value: float, other: float, rule: GateRule) -> str:
+    """Returns how far `value` is from beating `other`, e.g. "12.5% worse" or "equal"."""
+    if value == other:
+        return "equal"
+    worse = value < other if rule.higher_is_better else value > other
+    if other == 0:
+        return f"{abs(value - other):.4g} {'worse' if worse else 'better'}"
+    return f"{abs(value - other) / abs(other):.1%} {'worse' if worse else 'better'}"
 
 
 @dataclass

@@ -146,6 +146,8 @@ def train_model(
     shard), the model trains in that many DDP processes (`fit_distributed`).
     """
     check_model_names(family, params)
+    if name in family.direct_kinds:
+        return fit_direct(family, name, prepared_path, params, out_dir)
     if threads:
         torch.set_num_threads(threads)
     quiet_libraries()
@@ -199,6 +201,35 @@ def train_model(
         resumed_from_step=fitted.resumed_from_step,
         processes=fitted.processes,
         train_batches=fitted.train_batches,
+    )
+
+
+def fit_direct(
+    family: Family, name: str, prepared_path: Path, params: FamilySection, out_dir: Path
+) -> TrainResult:
+    """Returns the result of fitting model kind `name` without Lightning (a family's
+    `direct_kinds`); its JSON files land in out_dir/name whole or not at all."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fitted = family.fit_direct(name, prepared_path, params)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-done-"))
+    try:
+        for file_name, value in fitted.files.items():
+            (staging / f"{file_name}.json").write_text(json.dumps(value))
+        final_dir = out_dir / name
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        os.replace(staging, final_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return TrainResult(
+        name=name,
+        model_dir=str(final_dir),
+        epochs=0,
+        best_score=fitted.best_score,
+        monitor=fitted.monitor,
+        seconds=fitted.seconds,
+        n_parameters=fitted.n_parameters,
+        hparams=fitted.hparams,
     )
 
 
@@ -512,7 +543,10 @@ def train_in_subprocess(
     threads: int = 1,
     resume_dir: Path | None = None,
 ) -> TrainResult:
-    """Returns train_model's result, run in a fresh process (own RNG, own torch threads)."""
+    """Returns train_model's result, run in a fresh process (own RNG, own torch threads);
+    kinds the family fits directly (seconds, no torch) are fitted in this process."""
+    if name in family.direct_kinds:
+        return fit_direct(family, name, prepared_path, params, out_dir)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         future = pool.submit(

@@ -94,6 +94,7 @@ def test_first_winner_becomes_champion_and_a_worse_one_does_not(registry_model):
     worse = _version(client, name, 0.7)
     decision = _promote(client, name, worse)
     assert not decision.promoted and "is not beaten" in decision.reason
+    assert "40.0% worse" in decision.reason  # 0.7 against the holder's 0.5
     assert _holder(client, name) == good
     records = audit_records(client, name)
     assert [(r["action"], r["from"], r["to"]) for r in records] == [
@@ -108,6 +109,7 @@ def test_a_model_that_loses_to_the_best_baseline_is_never_champion(registry_mode
     client, name = registry_model
     decision = _promote(client, name, _version(client, name, 1.2))
     assert not decision.promoted and "seasonal_naive" in decision.reason
+    assert "(1.0000; 20.0% worse)" in decision.reason  # 1.2 against the baseline's 1.0
     assert _holder(client, name) is None
 
 

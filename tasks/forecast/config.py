@@ -21,10 +21,12 @@ from trainyard.config import (
     too_small,
 )
 from trainyard.errors import ConfigError
+from trainyard.models.forecast.statistical import STATISTICAL_KINDS  # statsforecast, per series
 
 SECTION = "forecast"
 METRICS = ("mae", "rmse", "smape", "mase")  # holdout metrics; all lower-is-better
-MODEL_KINDS = ("lstm", "tcn", "tft")  # the forecasters train.models can name
+NEURAL_KINDS = ("lstm", "tcn", "tft")  # trained with Lightning
+MODEL_KINDS = NEURAL_KINDS + STATISTICAL_KINDS  # the forecasters train.models can name
 
 
 class DatasetConfig(Section):
@@ -94,16 +96,28 @@ class TFTConfig(Section):
     quantiles: NumberList = Field(default_factory=lambda: [0.1, 0.5, 0.9])  # predicted quantiles
 
 
+class StatisticalConfig(Section):
+    """The statistical forecasters (statsforecast): seasons and intervals."""
+
+    # Seasons beside dataset.season_length (e.g. [168] for hourly data with a weekly cycle
+    # too): MSTL decomposes all of them; the others model the longest that fits.
+    extra_seasons: WholeNumberList = Field(default_factory=list)
+    interval_level: WholeNumber = 80  # % prediction interval each forecast carries
+
+
 class TrainConfig(TrainBase):
     """What to train and how long."""
 
-    models: TextList = Field(default_factory=lambda: ["lstm", "tcn", "tft"])
+    models: TextList = Field(
+        default_factory=lambda: ["lstm", "tcn", "tft", "autoets", "autoarima", "autotheta"]
+    )
     gradient_clip: Number = 1.0  # max gradient norm
     batch_size: WholeNumber = 64  # windows per optimiser step
     learning_rate: Number = 3e-3  # Adam step size
     lstm: LSTMConfig = Field(default_factory=LSTMConfig)
     tcn: TCNConfig = Field(default_factory=TCNConfig)
     tft: TFTConfig = Field(default_factory=TFTConfig)
+    statistical: StatisticalConfig = Field(default_factory=StatisticalConfig)
 
 
 class EvaluateConfig(EvaluateBase):
@@ -111,7 +125,9 @@ class EvaluateConfig(EvaluateBase):
 
     metric: Text = "mase"  # the gate metric: mae, rmse, smape or mase (all lower is better)
     stride: WholeNumber = 1  # steps between rolling forecast origins in the holdout
-    classical: Text = "ets"  # classical statsmodels baseline: "ets" or "none"
+    # An extra fixed baseline: "ets" (statsmodels Holt-Winters) or "none". The statistical
+    # candidates (train.models: autoets, ...) are models, chosen and gated like the others.
+    classical: Text = "none"
     plot_series: WholeNumber = 4  # series drawn in forecast plots
 
 
@@ -174,6 +190,13 @@ class Params(FamilySection):
         for name in ("lstm", "tcn", "tft"):
             problems += outside(
                 getattr(train, name), f"train.{name}", "dropout", 0, 1, open_high=True
+            )
+        stats = train.statistical
+        problems += outside(stats, "train.statistical", "interval_level", 1, 100, open_high=True)
+        if any(season < 1 for season in stats.extra_seasons):
+            problems.append(
+                f"train.statistical.extra_seasons must list whole numbers of at least 1, got "
+                f"{stats.extra_seasons}"
             )
         quantiles = train.tft.quantiles
         if "tft" in train.models and (

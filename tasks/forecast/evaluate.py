@@ -23,7 +23,8 @@ from trainyard.tasks.forecast.forecasters import FORECASTERS, Forecast
 from trainyard.tasks.forecast.prepare import read_prepared_for
 from trainyard.tasks.forecast.windows import SeriesArrays, WindowIndex, window_index
 
-METRICS_FILE = "metrics.json"
+METRICS_FILE = "metrics.json"  # holdout scores
+SELECTION_FILE = "validation_metrics.json"  # validation scores: what the challenger is chosen on
 FORECASTS_FILE = "forecasts.csv"
 CURVES_FILE = "learning_curves.csv"
 
@@ -114,8 +115,9 @@ def _forecast_table(
 
 
 @dataclass
-class Holdout:
-    """The holdout windows of a prepared dataset, with their actuals and MASE scales."""
+class Windows:
+    """The rolling-origin windows of one split (validation or holdout) of a prepared dataset,
+    with their actuals and MASE scales."""
 
     table: pd.DataFrame
     arrays: SeriesArrays
@@ -124,32 +126,47 @@ class Holdout:
     scale: np.ndarray  # [windows] MASE denominator of each window's series
 
 
-def load_holdout(prepared_path: Path, params: Params) -> Holdout:
-    """Returns the rolling-origin holdout windows of the prepared data."""
+def load_windows(prepared_path: Path, params: Params, split: str = "holdout") -> Windows:
+    """Returns the rolling-origin windows of `split` ("validation": models are chosen there;
+    "holdout": they are scored there), origins evaluate.stride steps apart."""
     table = read_prepared_for(prepared_path, params)
     arrays = SeriesArrays.from_prepared(table, params.dataset)
     windows = params.windows
     index = window_index(
-        arrays, "holdout", windows.encoder_length, windows.horizon, params.evaluate.stride
+        arrays, split, windows.encoder_length, windows.horizon, params.evaluate.stride
     )
     if len(index) == 0:
+        length = "holdout_length" if split == "holdout" else "validation_length"
         raise DataError(
-            "no complete holdout windows: every one touches a missing target. Lengthen "
-            "windows.holdout_length or fix the gaps."
+            f"no complete {split} windows: every one touches a missing target. Lengthen "
+            f"windows.{length} or fix the gaps."
         )
     offsets = index.starts[:, None] + windows.encoder_length + np.arange(windows.horizon)
     actual = arrays.target[offsets].numpy().astype(np.float64)
     scale = mase_scales(arrays, index, params.dataset.season_length)
-    return Holdout(table, arrays, index, actual, scale)
+    return Windows(table, arrays, index, actual, scale)
 
 
-def model_forecast(kind: str, model_dir: Path, holdout: Holdout, params: Params) -> Forecast:
-    """Returns the forecasts of the `kind` model stored in model_dir for every holdout window."""
+def load_holdout(prepared_path: Path, params: Params) -> Windows:
+    """Returns the rolling-origin holdout windows of the prepared data."""
+    return load_windows(prepared_path, params, "holdout")
+
+
+def model_forecast(kind: str, model_dir: Path, windows: Windows, params: Params) -> Forecast:
+    """Returns the forecasts of the `kind` model stored in model_dir for every window."""
+    return model_forecasts(kind, model_dir, [windows], params)[0]
+
+
+def model_forecasts(
+    kind: str, model_dir: Path, splits: list[Windows], params: Params
+) -> list[Forecast]:
+    """Returns the `kind` model's forecasts for the windows of each split (loaded once)."""
     forecaster = FORECASTERS[kind]
     module = forecaster.load(Path(model_dir), params)
-    return forecaster.predict(
-        module, holdout.arrays, holdout.table, holdout.index, params, model_dir
-    )
+    return [
+        forecaster.predict(module, split.arrays, split.table, split.index, params, model_dir)
+        for split in splits
+    ]
 
 
 def evaluate(
@@ -160,23 +177,33 @@ def evaluate(
     histories: dict[str, list[dict[str, float]]] | None = None,
 ) -> EvaluationResult:
     """Returns holdout scores for the trained models in `model_dirs` and every baseline, and
-    writes metrics.json, forecasts.csv, learning_curves.csv and plots/ to report_dir."""
+    their validation scores (models are chosen on those); writes metrics.json,
+    forecasts.csv, learning_curves.csv and plots/ to report_dir."""
     from trainyard.tasks.forecast.plots import plot_forecasts
     from trainyard.tasks.reports import learning_curves, plot_learning_curves, staged_reports
 
-    holdout = load_holdout(prepared_path, params)
+    holdout = load_windows(prepared_path, params, "holdout")
+    validation = load_windows(prepared_path, params, "validation")
     arrays, index, actual = holdout.arrays, holdout.index, holdout.actual
     windows = params.windows
-    forecasts = {
-        name: model_forecast(name, Path(model_dir), holdout, params)
-        for name, model_dir in model_dirs.items()
-    }
+    forecasts, chosen_on = {}, {}
+    for name, model_dir in model_dirs.items():
+        chosen_on[name], forecasts[name] = model_forecasts(
+            name, Path(model_dir), [validation, holdout], params
+        )
     baselines = baseline_forecasts(arrays, index, params)
     forecasts.update({name: Forecast(point=values) for name, values in baselines.items()})
+    validation_baselines = baseline_forecasts(validation.arrays, validation.index, params)
+    chosen_on.update({name: Forecast(point=v) for name, v in validation_baselines.items()})
     scores = {name: score(actual, forecast, holdout.scale) for name, forecast in forecasts.items()}
+    selection = {
+        name: score(validation.actual, forecast, validation.scale)
+        for name, forecast in chosen_on.items()
+    }
 
     with staged_reports(report_dir) as work:
         (work / METRICS_FILE).write_text(json.dumps(scores, indent=2, sort_keys=True))
+        (work / SELECTION_FILE).write_text(json.dumps(selection, indent=2, sort_keys=True))
         forecast_table = _forecast_table(arrays, index, windows.encoder_length, actual, forecasts)
         forecast_table.to_csv(work / FORECASTS_FILE, index=False)
         curves = learning_curves(histories or {})
@@ -197,6 +224,7 @@ def evaluate(
             )
     return EvaluationResult(
         metrics=scores,
+        selection=selection,
         baselines=list(baselines),
         report_dir=str(report_dir),
         title=f"Holdout: {len(index)} windows over {len(np.unique(index.series))} series",

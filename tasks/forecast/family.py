@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from trainyard.tasks.family import EvaluationResult, Family, PyfuncSpec, TrainingSetup
+from trainyard.tasks.family import (
+    DirectFit,
+    EvaluationResult,
+    Family,
+    PyfuncSpec,
+    TrainingSetup,
+)
 from trainyard.tasks.forecast import prepare as preparation
-from trainyard.tasks.forecast.config import METRICS, MODEL_KINDS, Params, params_from_dict
+from trainyard.tasks.forecast.config import (
+    METRICS,
+    MODEL_KINDS,
+    STATISTICAL_KINDS,
+    Params,
+    params_from_dict,
+)
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")  # files --dataset hands to this family
 
@@ -22,16 +36,23 @@ class ForecastFamily(Family):
     section = Params
     registry_suffix = "forecaster"
     metrics = dict.fromkeys(METRICS, False)
-    serving_requirements = ("pytorch-forecasting", "pandera", "pyarrow", "statsmodels")
+    serving_requirements = (
+        "pytorch-forecasting",
+        "pandera",
+        "pyarrow",
+        "statsmodels",
+        "statsforecast",
+    )
     prepared_type = preparation.PrepareSummary
     distributed_kinds = ("lstm", "tcn")  # the TFT's loader and logging are pytorch-forecasting's
+    direct_kinds = STATISTICAL_KINDS  # statsforecast models, fitted per series in seconds
 
     def label(self, params: Params) -> str:
         """Returns the dataset's short name, e.g. co2."""
         return params.dataset.label
 
     def model_kinds(self) -> list[str]:
-        """Returns lstm, tcn and tft."""
+        """Returns the neural (lstm, tcn, tft) and statistical (autoets, ...) forecasters."""
         return list(MODEL_KINDS)
 
     def dataset_values(self, values: dict[str, Any], dataset: str) -> dict[str, Any] | None:
@@ -61,6 +82,29 @@ class ForecastFamily(Family):
         table = preparation.read_prepared_for(prepared_path, params)
         arrays = SeriesArrays.from_prepared(table, params.dataset)
         return FORECASTERS[name].setup(arrays, table, params)
+
+    def fit_direct(self, name: str, prepared_path: Path, params: Params) -> DirectFit:
+        """Returns statistical forecaster `name` fitted to every series' train split, with
+        its validation score in the gate metric."""
+        from trainyard.tasks.forecast import statistical
+        from trainyard.tasks.forecast.evaluate import load_windows, model_forecast, score
+
+        fitted = statistical.fit(name, self._arrays(prepared_path, params), params)
+        with tempfile.TemporaryDirectory() as folder:  # score it as evaluation will
+            for file_name, value in fitted.files.items():
+                (Path(folder) / f"{file_name}.json").write_text(json.dumps(value))
+            validation = load_windows(Path(prepared_path), params, "validation")
+            forecast = model_forecast(name, Path(folder), validation, params)
+        metric = params.evaluate.metric
+        fitted.best_score = score(validation.actual, forecast, validation.scale)[metric]
+        fitted.monitor = f"val/{metric}"
+        return fitted
+
+    def _arrays(self, prepared_path: Path, params: Params):
+        from trainyard.tasks.forecast.windows import SeriesArrays
+
+        table = preparation.read_prepared_for(prepared_path, params)
+        return SeriesArrays.from_prepared(table, params.dataset)
 
     def evaluate(
         self,

@@ -20,7 +20,7 @@ from trainyard.errors import ConfigError, DataError
 from trainyard.models.forecast.lstm import LSTMForecaster
 from trainyard.models.forecast.tcn import TCNForecaster
 from trainyard.tasks.family import CHECKPOINT, TrainingSetup, load_checkpoint
-from trainyard.tasks.forecast.config import Params
+from trainyard.tasks.forecast.config import STATISTICAL_KINDS, Params
 from trainyard.tasks.forecast.windows import (
     SeriesArrays,
     WindowIndex,
@@ -45,7 +45,8 @@ class Forecast:
 class ForecasterKind:
     """The functions that make one model kind trainable, loadable and predictable."""
 
-    setup: Callable[[SeriesArrays, pd.DataFrame, Params], TrainingSetup]
+    # Lightning kinds: the module and its loaders; None for kinds fitted directly.
+    setup: Callable[[SeriesArrays, pd.DataFrame, Params], TrainingSetup] | None
     load: Callable[[Path, Params], L.LightningModule]  # (model folder, its training params)
     predict: Callable[
         [L.LightningModule, SeriesArrays, pd.DataFrame, WindowIndex, Params, Path], Forecast
@@ -393,3 +394,29 @@ FORECASTERS: dict[str, ForecasterKind] = {
     "tcn": ForecasterKind(setup_tcn, load_window_forecaster(TCNForecaster, "tcn"), predict_windows),
     "tft": ForecasterKind(setup_tft, load_tft, predict_tft),
 }
+
+
+def load_statistical(model_dir: Path, params: Params) -> Any:
+    """Returns the per-series statistical models in model_dir (JSON, no pickle)."""
+    from trainyard.tasks.forecast import statistical
+
+    return statistical.load(model_dir, params)
+
+
+def predict_statistical(
+    models: Any,
+    arrays: SeriesArrays,
+    table: pd.DataFrame,
+    index: WindowIndex,
+    params: Params,
+    model_dir: Path,
+) -> Forecast:
+    """Returns a statistical forecaster's forecasts and intervals for every window."""
+    from trainyard.tasks.forecast import statistical
+
+    level = params.train.statistical.interval_level
+    return statistical.predict(models, arrays, index, params, level)
+
+
+STATISTICAL = ForecasterKind(None, load_statistical, predict_statistical)
+FORECASTERS.update(dict.fromkeys(STATISTICAL_KINDS, STATISTICAL))

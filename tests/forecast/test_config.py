@@ -50,7 +50,7 @@ def test_params_yaml_loads_into_typed_dataclasses() -> None:
     assert params.dataset.missing_target == "gap"
     assert params.dataset.series_columns == []
     assert (params.windows.encoder_length, params.windows.horizon) == (48, 12)
-    assert params.train.models == ["lstm", "tcn", "tft"]
+    assert params.train.models == ["lstm", "tcn", "tft", "autoets", "autoarima", "autotheta"]
     assert params.train.tcn.dilations == [1, 2, 4, 8, 16]
     assert params.train.tft.quantiles == [0.1, 0.5, 0.9]
 
