@@ -74,6 +74,8 @@ evaluate_task = task(pipeline.evaluate_step, name="evaluate", retries=1, **IO_RE
 log_evaluation_task = task(
     pipeline.log_evaluation_step, name="log-evaluation", retries=3, **IO_RETRIES
 )
+# Not retried: a retry after a failure half-way would track a derived model twice.
+derive_task = task(pipeline.derive_step, name="derive", cache_policy=NO_CACHE)
 register_task = task(pipeline.register_step, name="register", retries=2, **IO_RETRIES)
 
 
@@ -174,6 +176,7 @@ def family_flow(family: Family, dask: DaskCluster | None = None) -> Flow:
                         }
                     )
                 evaluation = evaluate_task(family, prepared, trained, params, paths)
+                trained += derive_task(family, evaluation, prepared, params, paths, run_id)
                 log_evaluation_task(evaluation, trained, run_id)
                 result = pipeline.FamilyResult(
                     family.name,

@@ -173,6 +173,9 @@ class EvaluationResult:
     # name -> metric -> value on a validation set, for families that choose their challenger
     # there (empty: it is chosen on `metrics`). Never the set the gate judges.
     selection: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Models the evaluation built from the trained ones (e.g. an ensemble), scored like them:
+    # the pipeline tracks, registers and gates them as trained models.
+    derived: list[TrainResult] = field(default_factory=list)
 
     def ranking(self, metric: str) -> list[str]:
         """Returns every name, best `metric` first."""

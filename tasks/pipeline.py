@@ -145,24 +145,48 @@ def train_step(
             torch_threads(params),
             resume_dir(paths.state, family, name, prepared.md5, params),
         )
-        mlflow.log_params({f"model.{key}": str(value) for key, value in result.hparams.items()})
-        mlflow.log_params(
-            {
-                "model.kind": name,
-                "model.n_parameters": result.n_parameters,
-                "train.processes": result.processes,
-            }
-        )
-        log_history(run_id, result.history)
-        mlflow.log_metrics(
-            {
-                f"best/{result.monitor.replace('/', '_')}": result.best_score,
-                "train/epochs": result.epochs,
-                "train/seconds": result.seconds,
-                "train/resumed_from_step": result.resumed_from_step,
-            }
-        )
+        log_training(result, run_id)
     return TrainedModel(result, run_id)
+
+
+def log_training(result: TrainResult, run_id: str) -> None:
+    """Logs what training (or deriving) one model did to its active run."""
+    mlflow.log_params({f"model.{key}": str(value) for key, value in result.hparams.items()})
+    mlflow.log_params(
+        {
+            "model.kind": result.name,
+            "model.n_parameters": result.n_parameters,
+            "train.processes": result.processes,
+        }
+    )
+    log_history(run_id, result.history)
+    metrics = {
+        "train/epochs": result.epochs,
+        "train/seconds": result.seconds,
+        "train/resumed_from_step": result.resumed_from_step,
+    }
+    if result.monitor:
+        metrics[f"best/{result.monitor.replace('/', '_')}"] = result.best_score
+    mlflow.log_metrics(metrics)
+
+
+def derive_step(
+    family: Family,
+    evaluation: EvaluationResult,
+    prepared: Prepared,
+    params: FamilySection,
+    paths: ProjectPaths,
+    parent_run_id: str,
+) -> list[TrainedModel]:
+    """Returns the models the evaluation derived (an ensemble), each tracked in a nested run
+    like a trained model, so that it is registered and gated like one."""
+    tags = lineage_tags(family, prepared, params, paths.root)
+    derived = []
+    for result in evaluation.derived:
+        with model_run(parent_run_id, result.name, tags, system_metrics=False) as run_id:
+            log_training(result, run_id)
+        derived.append(TrainedModel(result, run_id))
+    return derived
 
 
 def dask_worker() -> str | None:
@@ -478,6 +502,7 @@ def run_family(
                     lambda name: train_step(family, name, prepared, params, paths, run_id, queue),
                 )
             evaluation = evaluate_step(family, prepared, trained, params, paths)
+            trained += derive_step(family, evaluation, prepared, params, paths, run_id)
             log_evaluation_step(evaluation, trained, run_id)
             result = FamilyResult(
                 family.name, params.evaluate.metric, prepared, False, evaluation, trained, run_id

@@ -35,7 +35,7 @@ def test_dvc_repro_twice_skips_every_stage(tmp_path: Path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params.pop("profiles")
     forecast = params["forecast"]
-    forecast["train"].update(models=["lstm", "tcn"], max_epochs=2, limit_train_batches=4)
+    forecast["train"].update(models=["lstm", "autotheta"], max_epochs=2, limit_train_batches=4)
     forecast["evaluate"]["stride"] = 8
     rl = params["rl"]
     rl["scenarios"]["episodes"] = 16
@@ -62,8 +62,9 @@ def test_dvc_repro_twice_skips_every_stage(tmp_path: Path):
     assert (tmp_path / "data/text/reports/samples.txt").stat().st_size > 0
     data = tmp_path / "data" / "forecast"
     metrics = json.loads((data / "reports/metrics.json").read_text())
-    assert set(metrics) == {"lstm", "tcn", "naive", "seasonal_naive", "ets"}
+    assert set(metrics) == {"lstm", "autotheta", "naive", "seasonal_naive"}
     assert (data / "models/lstm/best.ckpt").exists()
+    assert (data / "models/autotheta/statistical.json").exists()
     assert (data / "prepared/series.parquet").exists()
 
     second = _run(repro, tmp_path)

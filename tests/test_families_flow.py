@@ -76,7 +76,7 @@ def test_quick_profile_registers_every_family_with_aliases_and_lineage(project):
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     client = MlflowClient()
     for name, kinds in (
-        ("co2-forecaster", {"lstm", "tcn", "tft"}),
+        ("co2-forecaster", {"lstm", "tcn", "tft", "autotheta", "ensemble"}),
         ("treasure-hunt-agent", {"dqn", "a2c"}),
         ("python-docs-lm", {"lstm"}),
     ):

@@ -31,9 +31,7 @@ def flow_run(harness, tmp_path_factory):
     from trainyard.tasks.forecast.config import load_params
 
     params = load_params(ROOT / "params.yaml", "quick")
-    # ETS (MASE ~0.38 on co2) beats the quick profile's models (tcn ~0.39): without it the best
-    # baseline is (seasonal) naive, which they beat, so the champion path runs end to end.
-    params.evaluate.classical = "none"
+    assert params.evaluate.classical == "none"  # baselines: naive and seasonal naive
     register = RegisterConfig(experiment="flow-smoke")
     paths = ProjectPaths(tmp_path_factory.mktemp("project"))
     configure_environment(paths)
@@ -48,7 +46,8 @@ def test_flow_registers_a_version_per_model_with_lineage(flow_run):
     name = "co2-forecaster"
     versions = {str(v.version): v for v in client.search_model_versions(f"name='{name}'")}
     ours = [versions[v.version] for v in first.versions]
-    assert sorted(v.tags["model"] for v in ours) == ["lstm", "tcn", "tft"]
+    kinds = ["autotheta", "ensemble", "lstm", "tcn", "tft"]
+    assert sorted(v.tags["model"] for v in ours) == kinds
     for version in ours:
         assert version.tags["family"] == "forecast"
         assert version.tags["data_version"] == first.prepared.md5
@@ -59,13 +58,20 @@ def test_flow_registers_a_version_per_model_with_lineage(flow_run):
         run = client.get_run(version.run_id)
         assert run.data.tags["mlflow.parentRunId"] == first.run_id
         assert run.info.status == "FINISHED"
+        assert run.data.metrics["select/mase"] > 0  # its validation score
+        epochs = int(run.data.metrics["train/epochs"])
+        if version.tags["model"] in ("autotheta", "ensemble"):  # not trained by epochs
+            assert epochs == 0 and run.data.metrics["best/val_mase"] > 0
+            continue
         # Per-epoch history: one val/loss point per epoch run.
         history = client.get_metric_history(version.run_id, "val/loss")
-        epochs = int(run.data.metrics["train/epochs"])
         assert sorted(m.step for m in history) == list(range(epochs))
-    # The challenger alias sits on the latest run's best model by holdout MASE.
-    best = min(second.versions, key=lambda v: v.metric)
-    assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == best.version
+    # The challenger alias sits on the latest run's best model by validation MASE.
+    selection = second.evaluation.selection
+    chosen = min((v.model for v in second.versions), key=lambda kind: selection[kind]["mase"])
+    holder = client.get_model_version_by_alias(name, CHALLENGER)
+    assert holder.tags["model"] == chosen
+    assert str(holder.version) in {v.version for v in second.versions}
     pipeline_run = client.get_run(first.run_id)
     dataset_inputs = pipeline_run.inputs.dataset_inputs
     assert dataset_inputs[0].dataset.digest == first.prepared.md5
@@ -87,8 +93,9 @@ def test_champion_gate_compares_on_same_holdout(flow_run):
     client = MlflowClient()
     assert first.evaluation.baselines == ["naive", "seasonal_naive"]
     baseline = min(first.evaluation.metrics[name]["mase"] for name in first.evaluation.baselines)
-    best = min(first.versions, key=lambda v: v.metric)
-    # Even the quick profile's models beat both naive baselines on co2 (tcn ~0.39 MASE).
+    selection = first.evaluation.selection
+    best = min(first.versions, key=lambda v: selection[v.model]["mase"])
+    # The chosen model beats both naive baselines on co2's holdout (autotheta ~0.28 MASE).
     assert best.metric < baseline
     assert first.decision.promoted, first.decision.reason
     champion = client.get_model_version_by_alias("co2-forecaster", CHAMPION)
@@ -116,7 +123,7 @@ def test_registered_model_loads_and_forecasts(flow_run):
         assert forecast["date"].iloc[0] == history["date"].iloc[-1] + pd.Timedelta(weeks=1)
         # co2 moves < 10 ppm in 12 weeks: a forecast far from the last level is broken.
         assert (forecast["prediction"] - history["co2"].iloc[-1]).abs().max() < 10
-        if version.model == "tft":
+        if version.model in ("tft", "autotheta"):
             assert (forecast["q10"] <= forecast["q90"]).all()
 
 
@@ -143,6 +150,7 @@ def test_pipeline_without_prefect_gives_the_flows_results(flow_run, tmp_path, qu
     _, _, first, _ = flow_run
     quick_params.train.models = ["tcn"]
     quick_params.train.parallel = 2  # the flow's setting: one torch thread per training process
+    quick_params.evaluate.classical = "ets"  # statsmodels' Holt-Winters as a third baseline
     paths = ProjectPaths(tmp_path)
     configure_environment(paths)
     result = run_family(FORECAST, quick_params, RegisterConfig(experiment="no-orchestrator"), paths)

@@ -129,6 +129,9 @@ class EvaluateConfig(EvaluateBase):
     # candidates (train.models: autoets, ...) are models, chosen and gated like the others.
     classical: Text = "none"
     plot_series: WholeNumber = 4  # series drawn in forecast plots
+    # Most members of the ensemble candidate (mean or median of the best k on validation,
+    # k >= 2, all chosen on validation); 0 or 1: no ensemble.
+    ensemble_size: WholeNumber = 4
 
 
 class Params(FamilySection):
@@ -159,7 +162,7 @@ class Params(FamilySection):
         if params.evaluate.classical not in ("ets", "none"):
             problems.append("evaluate.classical must be 'ets' or 'none'")
         problems += too_small(params.evaluate, "evaluate", 1, "stride")
-        problems += too_small(params.evaluate, "evaluate", 0, "plot_series")
+        problems += too_small(params.evaluate, "evaluate", 0, "plot_series", "ensemble_size")
         if params.evaluate.metric not in METRICS:
             problems.append(f"evaluate.metric must be one of {', '.join(METRICS)}")
         return problems

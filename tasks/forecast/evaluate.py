@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from trainyard.errors import DataError
-from trainyard.tasks.family import EvaluationResult
+from trainyard.tasks.family import EvaluationResult, TrainResult
 from trainyard.tasks.forecast import metrics
 from trainyard.tasks.forecast.baselines import (
     ets_forecast,
@@ -176,21 +177,37 @@ def evaluate(
     report_dir: Path,
     histories: dict[str, list[dict[str, float]]] | None = None,
 ) -> EvaluationResult:
-    """Returns holdout scores for the trained models in `model_dirs` and every baseline, and
-    their validation scores (models are chosen on those); writes metrics.json,
-    forecasts.csv, learning_curves.csv and plots/ to report_dir."""
+    """Returns holdout scores for the trained models in `model_dirs`, the ensemble of the best
+    of them on validation (a derived model) and every baseline, with their validation scores
+    (the challenger is chosen on those); writes metrics.json, validation_metrics.json,
+    forecasts.csv, learning_curves.csv, plots/ and the ensemble's folder to report_dir."""
+    from trainyard.tasks.forecast import ensemble
     from trainyard.tasks.forecast.plots import plot_forecasts
     from trainyard.tasks.reports import learning_curves, plot_learning_curves, staged_reports
 
+    started = time.perf_counter()
     holdout = load_windows(prepared_path, params, "holdout")
     validation = load_windows(prepared_path, params, "validation")
     arrays, index, actual = holdout.arrays, holdout.index, holdout.actual
-    windows = params.windows
+    windows, metric = params.windows, params.evaluate.metric
+    # An ensemble of an earlier run (`trainyard evaluate` reads every published model) is
+    # derived again from this run's models, never a member of itself.
+    model_dirs = {n: Path(d) for n, d in model_dirs.items() if n != ensemble.ENSEMBLE}
     forecasts, chosen_on = {}, {}
     for name, model_dir in model_dirs.items():
         chosen_on[name], forecasts[name] = model_forecasts(
-            name, Path(model_dir), [validation, holdout], params
+            name, model_dir, [validation, holdout], params
         )
+    combination = ensemble.choose(
+        dict(chosen_on),
+        lambda forecast: score(validation.actual, forecast, validation.scale),
+        metric,
+        params.evaluate.ensemble_size,
+    )
+    if combination:
+        members, method = combination
+        for target in (chosen_on, forecasts):
+            target[ensemble.ENSEMBLE] = ensemble.combine([target[m] for m in members], method)
     baselines = baseline_forecasts(arrays, index, params)
     forecasts.update({name: Forecast(point=values) for name, values in baselines.items()})
     validation_baselines = baseline_forecasts(validation.arrays, validation.index, params)
@@ -222,6 +239,22 @@ def evaluate(
             plots.append(
                 plot_learning_curves(curves, plots_dir, ["train/loss", "val/loss"], log_scale=True)
             )
+        if combination:
+            ensemble.write(work / ensemble.ENSEMBLE, members, method, model_dirs)
+    derived = []
+    if combination:
+        derived.append(
+            TrainResult(
+                name=ensemble.ENSEMBLE,
+                model_dir=str(report_dir / ensemble.ENSEMBLE),
+                epochs=0,
+                best_score=selection[ensemble.ENSEMBLE][metric],
+                monitor=f"val/{metric}",
+                seconds=time.perf_counter() - started,
+                n_parameters=0,
+                hparams={"members": ", ".join(members), "method": method},
+            )
+        )
     return EvaluationResult(
         metrics=scores,
         selection=selection,
@@ -231,4 +264,5 @@ def evaluate(
         columns=list(METRICS),
         higher_is_better=dict.fromkeys(METRICS, False),
         plots=[str(report_dir / "plots" / Path(p).name) for p in plots],
+        derived=derived,
     )

@@ -418,5 +418,27 @@ def predict_statistical(
     return statistical.predict(models, arrays, index, params, level)
 
 
+def load_ensemble(model_dir: Path, params: Params) -> Any:
+    """Returns the ensemble in model_dir with its members loaded."""
+    from trainyard.tasks.forecast import ensemble
+
+    return ensemble.load(model_dir, params)
+
+
+def predict_ensemble(
+    members: Any,
+    arrays: SeriesArrays,
+    table: pd.DataFrame,
+    index: WindowIndex,
+    params: Params,
+    model_dir: Path,
+) -> Forecast:
+    """Returns the ensemble's combined forecasts for every window."""
+    from trainyard.tasks.forecast import ensemble
+
+    return ensemble.predict(members, arrays, table, index, params, model_dir)
+
+
 STATISTICAL = ForecasterKind(None, load_statistical, predict_statistical)
 FORECASTERS.update(dict.fromkeys(STATISTICAL_KINDS, STATISTICAL))
+FORECASTERS["ensemble"] = ForecasterKind(None, load_ensemble, predict_ensemble)

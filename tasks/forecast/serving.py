@@ -63,7 +63,8 @@ def future_table(history: pd.DataFrame, params: Params) -> pd.DataFrame:
 
 
 class ForecasterModel(mlflow.pyfunc.PythonModel):
-    """Pyfunc wrapper of a trained forecaster (LSTM, TCN or TFT).
+    """Pyfunc wrapper of a trained forecaster (LSTM, TCN, TFT, a statistical model or the
+    ensemble).
 
     Input: a long table like the training table (time, target, series id and covariate columns)
     holding at least encoder_length steps per series. Output: one row per series and step with
@@ -100,7 +101,7 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
                 f"series {', '.join(bad)}: the last {windows.encoder_length} steps before the "
                 "forecast are not all observed; forecasting needs a complete encoder window"
             )
-        if self.kind == "tft":
+        if self.kind == "tft" or (self.kind == "ensemble" and "tft" in self.module["members"]):
             # The TimeSeriesDataSet needs the future rows to exist; it never reads their target.
             future = table["time_idx"] >= table.groupby("series_id")["time_idx"].transform(
                 "max"

@@ -1,6 +1,6 @@
-"""Statistical candidates (statsforecast): saved as JSON and rebuilt exactly, applied without
-refitting and without looking past an origin, scored on validation, registered and served
-through MLflow, and chosen on validation like every other model."""
+"""Statistical candidates (statsforecast) and the ensemble: saved as JSON and rebuilt exactly,
+applied without refitting and without looking past an origin, scored on validation,
+registered and served through MLflow, and chosen on validation like every other model."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from trainyard.environment import ProjectPaths, configure_environment
 from trainyard.errors import DataError
 from trainyard.models.forecast import statistical as models
 from trainyard.tasks.family import EvaluationResult
-from trainyard.tasks.forecast import statistical
+from trainyard.tasks.forecast import ensemble, statistical
 from trainyard.tasks.forecast.config import STATISTICAL_KINDS, Params, params_from_dict
 from trainyard.tasks.forecast.evaluate import load_windows, model_forecast, score
 from trainyard.tasks.forecast.family import FORECAST
+from trainyard.tasks.forecast.forecasters import Forecast
 from trainyard.tasks.forecast.prepare import prepare
 from trainyard.tasks.pipeline import run_family
 from trainyard.tasks.registry import CHALLENGER
@@ -181,6 +182,45 @@ def test_a_series_the_model_was_not_fitted_on_is_named(prepared_path, fitted_dir
         statistical.predict(fitted, windows.arrays, windows.index, params, 80)
 
 
+# --- the ensemble ----------------------------------------------------------------------------
+
+
+def test_the_ensemble_is_the_combination_best_on_validation() -> None:
+    actual = np.zeros((4, 2))
+    forecasts = {  # errors on validation: a and b cancel out in their mean; c is far off
+        "a": Forecast(point=actual + 1.0),
+        "b": Forecast(point=actual - 1.0),
+        "c": Forecast(point=actual + 5.0),
+    }
+
+    def mae(forecast: Forecast) -> dict[str, float]:
+        return {"mae": float(np.abs(forecast.point - actual).mean())}
+
+    assert ensemble.choose(forecasts, mae, "mae", size=3) == (["a", "b"], "mean")
+    assert ensemble.choose(forecasts, mae, "mae", size=1) is None
+    assert ensemble.choose({"a": forecasts["a"]}, mae, "mae", size=4) is None
+
+
+def test_an_ensemble_combines_quantiles_level_by_level_and_keeps_them_ordered() -> None:
+    levels = [0.1, 0.5, 0.9]
+    one = Forecast(np.full((1, 1), 10.0), np.array([[[8.0, 10.0, 12.0]]]), levels)
+    two = Forecast(np.full((1, 1), 20.0), np.array([[[19.0, 20.0, 30.0]]]), levels)
+    mean = ensemble.combine([one, two], "mean")
+    assert mean.point[0, 0] == 15.0 and mean.levels == levels
+    np.testing.assert_array_equal(mean.quantiles[0, 0], [13.5, 15.0, 21.0])
+    without = ensemble.combine([one, Forecast(point=np.full((1, 1), 0.0))], "median")
+    assert without.quantiles is None and without.point[0, 0] == 5.0
+
+
+def test_a_damaged_ensemble_file_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "ensemble.json").write_text('{"members": ["lstm", "ensemble"], "method": "mean"}')
+    with pytest.raises(DataError, match=r"ensemble\.json: unknown members \['ensemble'\]"):
+        ensemble.load(tmp_path, params_for())
+    (tmp_path / "ensemble.json").write_text("{")
+    with pytest.raises(DataError, match=r"ensemble\.json: not an ensemble trainyard wrote"):
+        ensemble.load(tmp_path, params_for())
+
+
 # --- chosen on validation --------------------------------------------------------------------
 
 
@@ -214,11 +254,14 @@ def test_statistical_candidates_register_and_serve_through_mlflow(prepared_path,
 
     client = MlflowClient()
     evaluation = result.evaluation
-    assert sorted(v.model for v in result.versions) == sorted(params.train.models)
-    for kind in params.train.models:  # each beats seasonal naive on the holdout
+    kinds = [*params.train.models, "ensemble"]
+    assert sorted(v.model for v in result.versions) == sorted(kinds)
+    members = evaluation.derived[0].hparams["members"].split(", ")
+    assert len(members) >= 2 and set(members) <= set(params.train.models)
+    for kind in kinds:  # each beats seasonal naive on the holdout
         assert evaluation.metrics[kind]["mase"] < evaluation.metrics["seasonal_naive"]["mase"]
         assert "coverage_80" in evaluation.metrics[kind]
-    chosen = min(params.train.models, key=lambda k: evaluation.selection[k]["mase"])
+    chosen = min(kinds, key=lambda k: evaluation.selection[k]["mase"])
     holder = client.get_model_version_by_alias("sales-forecaster", CHALLENGER)
     assert holder.tags["model"] == chosen
     history = pd.read_csv(params.dataset.name).groupby("store").tail(30)
