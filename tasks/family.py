@@ -276,6 +276,13 @@ class Family(abc.ABC):
     def setup(self, name: str, prepared_path: Path, params: FamilySection) -> TrainingSetup:
         """Returns model `name`, fresh, with what training it needs (in a child process)."""
 
+    def calibrate(
+        self, name: str, model_dir: Path, prepared_path: Path, params: FamilySection
+    ) -> dict[str, Any]:
+        """Returns files (name -> JSON-able) to add to trained model `name`'s folder, computed
+        from the trained model (e.g. conformal intervals from its validation residuals)."""
+        return {}
+
     def fit_direct(self, name: str, prepared_path: Path, params: FamilySection) -> DirectFit:
         """Returns model `name` (one of `direct_kinds`) fitted to the prepared data."""
         raise NotImplementedError(f"{self.name} fits no model kind directly ({name})")

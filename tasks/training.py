@@ -176,6 +176,8 @@ def train_model(
             (staging / f"{file_name}.json").write_text(json.dumps(value))
         for file_name, table in fitted.tables.items():
             table.to_parquet(staging / f"{file_name}.parquet", index=False)
+        for file_name, value in family.calibrate(name, staging, prepared_path, params).items():
+            (staging / f"{file_name}.json").write_text(json.dumps(value))
         if final_dir.exists():
             shutil.rmtree(final_dir)
         os.replace(staging, final_dir)

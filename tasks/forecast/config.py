@@ -97,12 +97,11 @@ class TFTConfig(Section):
 
 
 class StatisticalConfig(Section):
-    """The statistical forecasters (statsforecast): seasons and intervals."""
+    """The statistical forecasters (statsforecast): their seasons."""
 
     # Seasons beside dataset.season_length (e.g. [168] for hourly data with a weekly cycle
     # too): MSTL decomposes all of them; the others model the longest that fits.
     extra_seasons: WholeNumberList = Field(default_factory=list)
-    interval_level: WholeNumber = 80  # % prediction interval each forecast carries
 
 
 class TrainConfig(TrainBase):
@@ -114,6 +113,9 @@ class TrainConfig(TrainBase):
     gradient_clip: Number = 1.0  # max gradient norm
     batch_size: WholeNumber = 64  # windows per optimiser step
     learning_rate: Number = 3e-3  # Adam step size
+    # % prediction interval of every forecast: statsforecast's own for the statistical
+    # models, conformal (from validation residuals) for LSTM/TCN; the TFT has its quantiles.
+    interval_level: WholeNumber = 80
     lstm: LSTMConfig = Field(default_factory=LSTMConfig)
     tcn: TCNConfig = Field(default_factory=TCNConfig)
     tft: TFTConfig = Field(default_factory=TFTConfig)
@@ -195,7 +197,7 @@ class Params(FamilySection):
                 getattr(train, name), f"train.{name}", "dropout", 0, 1, open_high=True
             )
         stats = train.statistical
-        problems += outside(stats, "train.statistical", "interval_level", 1, 100, open_high=True)
+        problems += outside(train, "train", "interval_level", 1, 100, open_high=True)
         if any(season < 1 for season in stats.extra_seasons):
             problems.append(
                 f"train.statistical.extra_seasons must list whole numbers of at least 1, got "

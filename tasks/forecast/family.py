@@ -83,6 +83,17 @@ class ForecastFamily(Family):
         arrays = SeriesArrays.from_prepared(table, params.dataset)
         return FORECASTERS[name].setup(arrays, table, params)
 
+    def calibrate(
+        self, name: str, model_dir: Path, prepared_path: Path, params: Params
+    ) -> dict[str, Any]:
+        """Returns LSTM/TCN conformal intervals from their validation residuals (the other
+        kinds give their own)."""
+        from trainyard.tasks.forecast.forecasters import conformal_intervals
+
+        if name not in ("lstm", "tcn"):
+            return {}
+        return conformal_intervals(name, model_dir, self._arrays(prepared_path, params), params)
+
     def fit_direct(self, name: str, prepared_path: Path, params: Params) -> DirectFit:
         """Returns statistical forecaster `name` fitted to every series' train split, with
         its validation score in the gate metric."""

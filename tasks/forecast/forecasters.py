@@ -156,7 +156,25 @@ def setup_tcn(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Trai
     )
 
 
+INTERVALS = "intervals"  # JSON beside a window model's checkpoint: its conformal intervals
+
+
 @torch.no_grad()
+def _window_outputs(
+    module: L.LightningModule, arrays: SeriesArrays, index: WindowIndex, params: Params
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns a WindowForecaster's predictions [windows, horizon] and each window's
+    encoder scale [windows] (the std its inputs were divided by)."""
+    module.eval()
+    enc, hor = params.windows.encoder_length, params.windows.horizon
+    points, scales = [], []
+    for i in range(0, len(index), PREDICT_BATCH):
+        output = module(gather_windows(arrays, index.starts[i : i + PREDICT_BATCH], enc, hor))
+        points.append(output["prediction"])
+        scales.append(output["std"].reshape(-1))
+    return torch.cat(points).numpy(), torch.cat(scales).numpy()
+
+
 def predict_windows(
     module: L.LightningModule,
     arrays: SeriesArrays,
@@ -165,14 +183,48 @@ def predict_windows(
     params: Params,
     model_dir: Path,
 ) -> Forecast:
-    """Returns point forecasts of a WindowForecaster for every window in `index`."""
-    module.eval()
-    enc, hor = params.windows.encoder_length, params.windows.horizon
-    outputs = [
-        module(gather_windows(arrays, index.starts[i : i + PREDICT_BATCH], enc, hor))["prediction"]
-        for i in range(0, len(index), PREDICT_BATCH)
-    ]
-    return Forecast(point=torch.cat(outputs).numpy())
+    """Returns a WindowForecaster's forecasts for every window in `index`, with its conformal
+    interval as the outer quantiles when its folder has one."""
+    point, scale = _window_outputs(module, arrays, index, params)
+    path = Path(model_dir) / f"{INTERVALS}.json"
+    if not path.exists():
+        return Forecast(point=point)
+    intervals = json.loads(path.read_text())
+    lower = point + np.asarray(intervals["lower"])[None, :] * scale[:, None]
+    upper = point + np.asarray(intervals["upper"])[None, :] * scale[:, None]
+    tail = round((1 - intervals["level"] / 100) / 2, 6)
+    return Forecast(
+        point=point,
+        quantiles=np.stack([np.minimum(lower, point), point, np.maximum(upper, point)], -1),
+        levels=[tail, 0.5, round(1 - tail, 6)],
+    )
+
+
+def conformal_intervals(
+    kind: str, model_dir: Path, arrays: SeriesArrays, params: Params
+) -> dict[str, Any]:
+    """Returns the `intervals` file of a trained window model: per horizon step, the
+    quantiles of its validation residuals in units of each window's encoder scale (split
+    conformal; every validation window, stride 1). The windows also chose its early stop,
+    so coverage on new data may fall a little short of the level: the holdout reports it."""
+    windows, level = params.windows, params.train.interval_level
+    index = window_index(arrays, "validation", windows.encoder_length, windows.horizon)
+    module = FORECASTERS[kind].load(Path(model_dir), params)
+    point, scale = _window_outputs(module, arrays, index, params)
+    rows = index.starts[:, None] + windows.encoder_length + torch.arange(windows.horizon)
+    residuals = (arrays.target[rows].numpy() - point) / scale[:, None]
+    n, alpha = len(residuals), 1 - level / 100
+    # The finite-sample correction of split conformal: the ceil((n+1)(1-a/2))/n quantile.
+    upper_q = min(1.0, np.ceil((n + 1) * (1 - alpha / 2)) / n)
+    lower_q = max(0.0, 1 - upper_q)
+    return {
+        INTERVALS: {
+            "level": level,
+            "lower": np.quantile(residuals, lower_q, axis=0).tolist(),
+            "upper": np.quantile(residuals, upper_q, axis=0).tolist(),
+            "windows": n,
+        }
+    }
 
 
 TFT_TRAINING_ROWS = "tft_training_rows"  # Parquet beside the TFT checkpoint: its train split
@@ -414,7 +466,7 @@ def predict_statistical(
     """Returns a statistical forecaster's forecasts and intervals for every window."""
     from trainyard.tasks.forecast import statistical
 
-    level = params.train.statistical.interval_level
+    level = params.train.interval_level
     return statistical.predict(models, arrays, index, params, level)
 
 

@@ -66,7 +66,7 @@ def fit(kind: str, arrays: SeriesArrays, params: Params) -> DirectFit:
         hparams={
             "kind": kind,
             "seasons": ", ".join(chosen),
-            "interval_level": params.train.statistical.interval_level,
+            "interval_level": params.train.interval_level,
         },
         seconds=time.perf_counter() - started,
     )

@@ -3,6 +3,7 @@ TFT metric names, and that training is reproducible and keeps its checkpoint whe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -329,6 +330,38 @@ def test_lstm_training_is_deterministic_and_keeps_its_best_checkpoint(
     forecast = kind.predict(module, arrays, table, index, params, checkpoint.parent)
     assert forecast.point.shape == (len(index), HOR) == (2 * 5, HOR)
     assert np.isfinite(forecast.point).all()
+
+
+def test_a_window_model_carries_conformal_intervals_that_cover_its_validation(
+    prepared_path: Path, tmp_path: Path
+) -> None:
+    params = tiny_params(max_epochs=2, limit_train_batches=4, interval_level=80)
+
+    result = train_model(FORECAST, "tcn", prepared_path, params, tmp_path)
+
+    intervals = json.loads((Path(result.model_dir) / "intervals.json").read_text())
+    assert intervals["level"] == 80 and len(intervals["lower"]) == len(intervals["upper"]) == HOR
+    assert all(lo < hi for lo, hi in zip(intervals["lower"], intervals["upper"], strict=True))
+    table, _ = read_prepared(prepared_path)
+    arrays = SeriesArrays.from_prepared(table, params.dataset)
+    kind = FORECASTERS["tcn"]
+    module = kind.load(Path(result.model_dir), params)
+    validation = window_index(arrays, "validation", ENC, HOR)
+    assert intervals["windows"] == len(validation)
+    forecast = kind.predict(module, arrays, table, validation, params, Path(result.model_dir))
+    assert forecast.levels == [0.1, 0.5, 0.9]
+    low, mid, high = np.moveaxis(forecast.quantiles, -1, 0)
+    np.testing.assert_array_equal(mid, forecast.point)
+    rows = validation.starts[:, None] + ENC + torch.arange(HOR)
+    actual = arrays.target[rows].numpy()
+    # Split conformal: on the windows it was calibrated on, each step covers >= 80%.
+    covered = (actual >= low - 1e-6) & (actual <= high + 1e-6)
+    assert (covered.mean(axis=0) >= 0.8).all(), covered.mean(axis=0)
+    # Without the file, the model gives points only (as models trained before it did).
+    (Path(result.model_dir) / "intervals.json").unlink()
+    bare = kind.predict(module, arrays, table, validation, params, Path(result.model_dir))
+    assert bare.quantiles is None
+    np.testing.assert_array_equal(bare.point, forecast.point)
 
 
 def test_a_different_seed_trains_a_different_model(prepared_path: Path, tmp_path: Path) -> None:
