@@ -72,11 +72,13 @@ class EpochHistory(Callback):
         )
         self.history.append({"epoch": trainer.current_epoch, **metrics})
         if self.queue is not None:
+            steps = trainer.max_steps > 0  # a step budget: progress in steps
             self.queue.put(
                 (
                     self.name,
-                    trainer.current_epoch + 1,
-                    trainer.max_epochs,
+                    trainer.global_step if steps else trainer.current_epoch + 1,
+                    trainer.max_steps if steps else trainer.max_epochs,
+                    "steps" if steps else "epochs",
                     self.monitor,
                     metrics.get(self.monitor),
                 )
@@ -348,8 +350,11 @@ def _fit(
             "num_nodes": params.train.num_nodes,
             "strategy": DDPStrategy(process_group_backend="gloo"),
         }
+    max_epochs, max_steps = step_budget(params.train, setup.train_loader)
     trainer = L.Trainer(
-        max_epochs=params.train.max_epochs,
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        min_steps=params.train.min_steps or None,  # early stopping waits for them
         limit_train_batches=params.train.limit_train_batches or None,
         gradient_clip_val=setup.gradient_clip,
         callbacks=[
@@ -387,6 +392,22 @@ def _fit(
         extra_files=setup.extra_files,
         tables=setup.tables,
     )
+
+
+def step_budget(train: Any, loader: Any) -> tuple[int, int]:
+    """Returns Lightning's (max_epochs, max_steps): max_steps when set; else max_epochs,
+    stretched into steps when they would give fewer than min_steps (a short series)."""
+    if train.max_steps:
+        return -1, train.max_steps
+    if not train.min_steps:
+        return train.max_epochs, -1
+    try:
+        batches = len(loader)
+    except TypeError:  # a loader of unknown length: epochs decide
+        return train.max_epochs, -1
+    if train.limit_train_batches:
+        batches = min(batches, train.limit_train_batches)
+    return -1, max(train.min_steps, train.max_epochs * max(batches, 1))
 
 
 def processes(family: Family, name: str, params: FamilySection) -> int:

@@ -35,7 +35,9 @@ def test_dvc_repro_twice_skips_every_stage(tmp_path: Path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params.pop("profiles")
     forecast = params["forecast"]
-    forecast["train"].update(models=["lstm", "autotheta"], max_epochs=2, limit_train_batches=4)
+    forecast["train"].update(
+        models=["lstm", "autotheta"], max_epochs=2, min_steps=0, limit_train_batches=4
+    )
     forecast["evaluate"]["stride"] = 8
     rl = params["rl"]
     rl["scenarios"]["episodes"] = 16

@@ -33,7 +33,12 @@ atexit.register(_record)
 
 TINY = {
     "forecast": {
-        "train": {"models": ["lstm", "tft"], "max_epochs": 1, "limit_train_batches": 2},
+        "train": {
+            "models": ["lstm", "tft", "autotheta"],
+            "max_epochs": 1,
+            "min_steps": 0,
+            "limit_train_batches": 2,
+        },
         "evaluate": {"stride": 26, "classical": "none"},
     },
     "text": {

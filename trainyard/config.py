@@ -174,6 +174,12 @@ class TrainBase(Section):
 
     models: TextList = Field(default_factory=list)  # model kinds to train, each its own run
     max_epochs: WholeNumber = 30  # upper bound; early stopping on the monitor usually ends sooner
+    # Budgets in optimiser steps: on a short series an epoch is a batch or two, so epochs say
+    # little about how much a model trained. max_steps > 0 replaces max_epochs; min_steps
+    # runs at least that many steps (past max_epochs if need be) before early stopping may
+    # end training (the best checkpoint on validation is kept either way).
+    max_steps: WholeNumber = 0
+    min_steps: WholeNumber = 0
     patience: WholeNumber = 5  # epochs without improvement of the monitor before stopping
     limit_train_batches: WholeNumber = 0  # >0 caps optimiser steps per epoch (quick runs)
     seed: WholeNumber = 42  # seeds weights, shuffling and environments
@@ -193,7 +199,14 @@ class TrainBase(Section):
         if len(set(self.models)) != len(self.models):
             problems.append(f"train.models lists a model twice: {self.models}")
         problems += too_small(self, "train", 1, "max_epochs", "patience")
-        problems += too_small(self, "train", 0, "limit_train_batches", "parallel", "seed")
+        problems += too_small(
+            self, "train", 0, "limit_train_batches", "parallel", "seed", "max_steps", "min_steps"
+        )
+        if self.max_steps and self.min_steps > self.max_steps:
+            problems.append(
+                f"train.min_steps ({self.min_steps}) must not exceed train.max_steps "
+                f"({self.max_steps})"
+            )
         problems += too_small(self, "train", 1, "devices", "num_nodes")
         if self.strategy != "ddp":
             problems.append(

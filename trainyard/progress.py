@@ -15,15 +15,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 @contextlib.contextmanager
 def training_progress(console: Console | None = None) -> Iterator[Any]:
-    """Yields a queue that child processes put (model, epoch, max_epochs, monitor, value) on,
-    while a bar per model shows its epochs and the latest value of its monitored metric."""
+    """Yields a queue that child processes put (model, done, total, unit, monitor, value) on
+    (unit: epochs, or steps under a step budget), while a bar per model shows its progress
+    and the latest value of its monitored metric."""
     manager = multiprocessing.get_context("spawn").Manager()
     events = manager.Queue()
     progress = Progress(
         TextColumn("{task.fields[model]:>6}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("epochs  {task.fields[monitor]} {task.fields[value]}"),
+        TextColumn("{task.fields[unit]}  {task.fields[monitor]} {task.fields[value]}"),
         TimeElapsedColumn(),
         console=console or Console(),
         transient=False,
@@ -34,16 +35,16 @@ def training_progress(console: Console | None = None) -> Iterator[Any]:
     def drain() -> None:
         while not stop.is_set():
             try:
-                name, epoch, total, monitor, value = events.get(timeout=0.2)
+                name, done, total, unit, monitor, value = events.get(timeout=0.2)
             except (queue_module.Empty, EOFError, OSError):
                 continue
             if name not in bars:
                 bars[name] = progress.add_task(
-                    "", total=total, model=name, monitor=monitor, value="-"
+                    "", total=total, model=name, unit=unit, monitor=monitor, value="-"
                 )
             progress.update(
                 bars[name],
-                completed=epoch,
+                completed=done,
                 total=total,
                 value=f"{value:.4f}" if value is not None else "-",
             )
@@ -57,7 +58,7 @@ def training_progress(console: Console | None = None) -> Iterator[Any]:
             finally:
                 stop.set()
                 reader.join()
-                for task_id in bars.values():  # early stopping ends a bar before max_epochs
+                for task_id in bars.values():  # early stopping ends a bar before its total
                     progress.update(task_id, total=progress.tasks[task_id].completed or 1)
     finally:
         manager.shutdown()
