@@ -185,11 +185,16 @@ def _results_table(evaluation, metric: str) -> Table:
     table.add_column("model")
     for column in evaluation.columns:
         table.add_column(column.replace("_", " "), justify="right", overflow="fold")
+    chosen_on = evaluation.selection  # validation scores: what the challenger is chosen on
+    if chosen_on:
+        table.add_column(f"validation {metric}", justify="right")
     table.add_column("kind")
     for rank, name in enumerate(evaluation.ranking(metric), start=1):
         scores = evaluation.metrics[name]
         kind = "baseline" if name in evaluation.baselines else "model"
         cells = [f"{scores[c]:.4f}" if c in scores else "-" for c in evaluation.columns]
+        if chosen_on:
+            cells.append(f"{chosen_on[name][metric]:.4f}" if name in chosen_on else "-")
         table.add_row(str(rank), name, *cells, kind)
     return table
 
@@ -220,7 +225,8 @@ def _report(result) -> None:
     console.print(_verdict(result.evaluation, result.metric))
     if result.versions:
         names = ", ".join(f"{v.model}=v{v.version}" for v in result.versions)
-        console.print(f"Registered {result.versions[0].name}: {names}; challenger = best of run")
+        chosen = "best on validation" if result.evaluation.selection else "best of run"
+        console.print(f"Registered {result.versions[0].name}: {names}; challenger = {chosen}")
         console.print(f"Champion gate: {result.decision.reason}")
 
 
