@@ -64,7 +64,7 @@ def test_dvc_repro_twice_skips_every_stage(tmp_path: Path):
     assert (tmp_path / "data/text/reports/samples.txt").stat().st_size > 0
     data = tmp_path / "data" / "forecast"
     metrics = json.loads((data / "reports/metrics.json").read_text())
-    assert set(metrics) == {"lstm", "autotheta", "naive", "seasonal_naive"}
+    assert set(metrics) == {"lstm", "autotheta", "ensemble", "naive", "seasonal_naive"}
     assert (data / "models/lstm/best.ckpt").exists()
     assert (data / "models/autotheta/statistical.json").exists()
     assert (data / "prepared/series.parquet").exists()

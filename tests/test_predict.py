@@ -40,7 +40,9 @@ def _tiny_params() -> dict[str, Any]:
     params.pop("profiles")
     params["register"]["experiment"] = ""
     forecast, rl, text = params["forecast"], params["rl"], params["text"]
-    forecast["train"].update(models=["lstm"], max_epochs=1, limit_train_batches=2, parallel=1)
+    forecast["train"].update(
+        models=["lstm"], max_epochs=1, min_steps=0, limit_train_batches=2, parallel=1
+    )
     forecast["evaluate"].update(stride=8, classical="none")
     rl["scenarios"]["episodes"] = 16
     rl["train"].update(
@@ -124,7 +126,10 @@ def test_predict_forecasts_horizon_steps_of_every_series_from_a_history_csv(proj
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{FORECASTER} v1" in done.stdout
     forecast = pd.read_csv(tmp_path / "out" / "forecast.csv", parse_dates=["date"])
-    assert list(forecast.columns) == ["series", "date", "step", "prediction"]
+    # The LSTM's conformal 80% interval as its outer quantiles.
+    assert list(forecast.columns) == ["series", "date", "step", "prediction", "q10", "q50", "q90"]
+    assert (forecast["q10"] <= forecast["prediction"]).all()
+    assert (forecast["prediction"] <= forecast["q90"]).all()
     assert len(forecast) == HORIZON and forecast["series"].nunique() == 1
     assert list(forecast["step"]) == list(range(1, HORIZON + 1))
     weeks = pd.date_range(history["date"].iloc[-1], periods=HORIZON + 1, freq="W-SAT")[1:]

@@ -482,7 +482,8 @@ def _push_data(paths: ProjectPaths, results: list) -> None:
                 f"[yellow]DVC: {result.family} data not pushed[/]: {error}", soft_wrap=True
             )
     if urls:
-        console.print(f"DVC: data pushed to {', '.join(sorted(urls))}")
+        # soft_wrap: a path is copied from here, so it is never broken across lines.
+        console.print(f"DVC: data pushed to {', '.join(sorted(urls))}", soft_wrap=True)
 
 
 class _HideRunFailures(logging.Filter):
