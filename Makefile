@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dask_speedup.py
 	$(BIN)/python bench/ddp_overhead.py
 	$(BIN)/python bench/predict.py
+	$(BIN)/python bench/backtest.py
 
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
