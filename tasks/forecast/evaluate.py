@@ -127,15 +127,16 @@ class Windows:
     scale: np.ndarray  # [windows] MASE denominator of each window's series
 
 
-def load_windows(prepared_path: Path, params: Params, split: str = "holdout") -> Windows:
+def load_windows(
+    prepared_path: Path, params: Params, split: str = "holdout", stride: int | None = None
+) -> Windows:
     """Returns the rolling-origin windows of `split` ("validation": models are chosen there;
-    "holdout": they are scored there), origins evaluate.stride steps apart."""
+    "holdout": they are scored there), origins `stride` (else evaluate.stride) steps apart."""
     table = read_prepared_for(prepared_path, params)
     arrays = SeriesArrays.from_prepared(table, params.dataset)
     windows = params.windows
-    index = window_index(
-        arrays, split, windows.encoder_length, windows.horizon, params.evaluate.stride
-    )
+    stride = stride or params.evaluate.stride
+    index = window_index(arrays, split, windows.encoder_length, windows.horizon, stride)
     if len(index) == 0:
         length = "holdout_length" if split == "holdout" else "validation_length"
         raise DataError(

@@ -96,7 +96,8 @@ class ForecastFamily(Family):
 
     def fit_direct(self, name: str, prepared_path: Path, params: Params) -> DirectFit:
         """Returns statistical forecaster `name` fitted to every series' train split, with
-        its validation score in the gate metric."""
+        its validation MASE (every origin: it depends on no evaluate setting, so changing
+        one re-runs no training)."""
         from trainyard.tasks.forecast import statistical
         from trainyard.tasks.forecast.evaluate import load_windows, model_forecast, score
 
@@ -104,11 +105,10 @@ class ForecastFamily(Family):
         with tempfile.TemporaryDirectory() as folder:  # score it as evaluation will
             for file_name, value in fitted.files.items():
                 (Path(folder) / f"{file_name}.json").write_text(json.dumps(value))
-            validation = load_windows(Path(prepared_path), params, "validation")
+            validation = load_windows(Path(prepared_path), params, "validation", stride=1)
             forecast = model_forecast(name, Path(folder), validation, params)
-        metric = params.evaluate.metric
-        fitted.best_score = score(validation.actual, forecast, validation.scale)[metric]
-        fitted.monitor = f"val/{metric}"
+        fitted.best_score = score(validation.actual, forecast, validation.scale)["mase"]
+        fitted.monitor = "val/mase"
         return fitted
 
     def _arrays(self, prepared_path: Path, params: Params):
