@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -448,49 +449,20 @@ FORECASTERS: dict[str, ForecasterKind] = {
 }
 
 
-def load_statistical(model_dir: Path, params: Params) -> Any:
-    """Returns the per-series statistical models in model_dir (JSON, no pickle)."""
-    from trainyard.tasks.forecast import statistical
+def _deferred(module: str, function: str) -> Callable[..., Any]:
+    """Returns a call of trainyard.tasks.forecast.<module>.<function>, imported when called
+    (the statistical and ensemble modules import this one)."""
 
-    return statistical.load(model_dir, params)
+    def call(*args: Any) -> Any:
+        return getattr(import_module(f"trainyard.tasks.forecast.{module}"), function)(*args)
 
-
-def predict_statistical(
-    models: Any,
-    arrays: SeriesArrays,
-    table: pd.DataFrame,
-    index: WindowIndex,
-    params: Params,
-    model_dir: Path,
-) -> Forecast:
-    """Returns a statistical forecaster's forecasts and intervals for every window."""
-    from trainyard.tasks.forecast import statistical
-
-    level = params.train.interval_level
-    return statistical.predict(models, arrays, index, params, level)
+    return call
 
 
-def load_ensemble(model_dir: Path, params: Params) -> Any:
-    """Returns the ensemble in model_dir with its members loaded."""
-    from trainyard.tasks.forecast import ensemble
-
-    return ensemble.load(model_dir, params)
-
-
-def predict_ensemble(
-    members: Any,
-    arrays: SeriesArrays,
-    table: pd.DataFrame,
-    index: WindowIndex,
-    params: Params,
-    model_dir: Path,
-) -> Forecast:
-    """Returns the ensemble's combined forecasts for every window."""
-    from trainyard.tasks.forecast import ensemble
-
-    return ensemble.predict(members, arrays, table, index, params, model_dir)
-
-
-STATISTICAL = ForecasterKind(None, load_statistical, predict_statistical)
+STATISTICAL = ForecasterKind(
+    None, _deferred("statistical", "load"), _deferred("statistical", "predict")
+)
 FORECASTERS.update(dict.fromkeys(STATISTICAL_KINDS, STATISTICAL))
-FORECASTERS["ensemble"] = ForecasterKind(None, load_ensemble, predict_ensemble)
+FORECASTERS["ensemble"] = ForecasterKind(
+    None, _deferred("ensemble", "load"), _deferred("ensemble", "predict")
+)

@@ -41,10 +41,14 @@ def series_values(arrays: SeriesArrays, position: int) -> tuple[np.ndarray, np.n
     return values, arrays.split[offset : offset + length]
 
 
-def fit(kind: str, arrays: SeriesArrays, params: Params) -> DirectFit:
-    """Returns `kind` fitted to every series' train split (gaps interpolated, as for ETS)."""
+def fit(
+    kind: str, arrays: SeriesArrays, params: Params
+) -> tuple[DirectFit, dict[str, tuple[ModelSpec, Any]]]:
+    """Returns `kind` fitted to every series' train split (gaps interpolated, as for the
+    baselines): what its model folder holds, and the fitted models (as `load` returns)."""
     started = time.perf_counter()
     models: dict[str, Any] = {}
+    fitted: dict[str, tuple[ModelSpec, Any]] = {}
     seasons = season_lengths(params)
     for position, series_id in enumerate(arrays.series_ids):
         values, split = series_values(arrays, position)
@@ -60,8 +64,9 @@ def fit(kind: str, arrays: SeriesArrays, params: Params) -> DirectFit:
                     f"steps ({error}); drop {kind} from forecast.train.models or the series"
                 ) from None
         models[series_id] = {"spec": vars(spec), "state": fitted_state(model)}
+        fitted[series_id] = (spec, model)
     chosen = sorted({json.dumps(m["spec"]["season_lengths"]) for m in models.values()})
-    return DirectFit(
+    result = DirectFit(
         files={MODEL_FILE: {"kind": kind, "series": models}},
         hparams={
             "kind": kind,
@@ -70,6 +75,7 @@ def fit(kind: str, arrays: SeriesArrays, params: Params) -> DirectFit:
         },
         seconds=time.perf_counter() - started,
     )
+    return result, fitted
 
 
 def load(model_dir: Path, params: Params) -> dict[str, tuple[ModelSpec, Any]]:
@@ -94,13 +100,16 @@ def load(model_dir: Path, params: Params) -> dict[str, tuple[ModelSpec, Any]]:
 def predict(
     models: dict[str, tuple[ModelSpec, Any]],
     arrays: SeriesArrays,
+    table: Any,
     index: WindowIndex,
     params: Params,
-    level: int,
+    model_dir: Path | None = None,
 ) -> Forecast:
-    """Returns each window's forecast and its `level`% interval (as the 10/90% quantiles for
-    level 80) from the history before its origin."""
+    """Returns each window's forecast and its train.interval_level% interval (as the 10/90%
+    quantiles for level 80) from the history before its origin (a ForecasterKind's predict:
+    `table` and `model_dir` are not read)."""
     horizon, encoder = params.windows.horizon, params.windows.encoder_length
+    level = params.train.interval_level
     point = np.empty((len(index), horizon))
     bounds = np.empty((len(index), horizon, 2))
     starts = index.starts.numpy()

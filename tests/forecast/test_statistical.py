@@ -159,14 +159,14 @@ def test_a_forecast_reads_nothing_from_its_origin_on(prepared_path, fitted_dir) 
     params = params_for()
     windows = load_windows(prepared_path, params, "holdout")
     fitted = statistical.load(fitted_dir, params)
-    before = statistical.predict(fitted, windows.arrays, windows.index, params, 80)
+    before = statistical.predict(fitted, windows.arrays, windows.table, windows.index, params)
     origin_row = int(windows.index.starts[0]) + params.windows.encoder_length
     changed = windows.arrays.target.clone()
     series_end = windows.arrays.offsets[0] + windows.arrays.lengths[0]
     changed[origin_row:series_end] = 1e6  # every value from the first origin on
     windows.arrays.target = changed
 
-    after = statistical.predict(fitted, windows.arrays, windows.index, params, 80)
+    after = statistical.predict(fitted, windows.arrays, windows.table, windows.index, params)
 
     np.testing.assert_array_equal(after.point[0], before.point[0])
     np.testing.assert_array_equal(after.quantiles[0], before.quantiles[0])
@@ -179,7 +179,7 @@ def test_a_series_the_model_was_not_fitted_on_is_named(prepared_path, fitted_dir
     fitted = statistical.load(fitted_dir, params)
     del fitted["b"]
     with pytest.raises(DataError, match="series 'b': .* has no model for it"):
-        statistical.predict(fitted, windows.arrays, windows.index, params, 80)
+        statistical.predict(fitted, windows.arrays, windows.table, windows.index, params)
 
 
 # --- the ensemble ----------------------------------------------------------------------------
