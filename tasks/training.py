@@ -569,7 +569,7 @@ def train_in_subprocess(
     """Returns train_model's result, run in a fresh process (own RNG, own torch threads);
     kinds the family fits directly (seconds, no torch) are fitted in this process."""
     if name in family.direct_kinds:
-        return fit_direct(family, name, prepared_path, params, out_dir)
+        return train_model(family, name, prepared_path, params, out_dir)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         future = pool.submit(

@@ -130,10 +130,21 @@ class Windows:
 def load_windows(
     prepared_path: Path, params: Params, split: str = "holdout", stride: int | None = None
 ) -> Windows:
-    """Returns the rolling-origin windows of `split` ("validation": models are chosen there;
-    "holdout": they are scored there), origins `stride` (else evaluate.stride) steps apart."""
+    """Returns the rolling-origin windows of `split` in the prepared data (split_windows)."""
     table = read_prepared_for(prepared_path, params)
     arrays = SeriesArrays.from_prepared(table, params.dataset)
+    return split_windows(table, arrays, params, split, stride)
+
+
+def split_windows(
+    table: pd.DataFrame,
+    arrays: SeriesArrays,
+    params: Params,
+    split: str,
+    stride: int | None = None,
+) -> Windows:
+    """Returns the rolling-origin windows of `split` ("validation": models are chosen there;
+    "holdout": they are scored there), origins `stride` (else evaluate.stride) steps apart."""
     windows = params.windows
     stride = stride or params.evaluate.stride
     index = window_index(arrays, split, windows.encoder_length, windows.horizon, stride)
@@ -187,8 +198,10 @@ def evaluate(
     from trainyard.tasks.reports import learning_curves, plot_learning_curves, staged_reports
 
     started = time.perf_counter()
-    holdout = load_windows(prepared_path, params, "holdout")
-    validation = load_windows(prepared_path, params, "validation")
+    table = read_prepared_for(prepared_path, params)
+    arrays = SeriesArrays.from_prepared(table, params.dataset)
+    holdout = split_windows(table, arrays, params, "holdout")
+    validation = split_windows(table, arrays, params, "validation")
     arrays, index, actual = holdout.arrays, holdout.index, holdout.actual
     windows, metric = params.windows, params.evaluate.metric
     # An ensemble of an earlier run (`trainyard evaluate` reads every published model) is

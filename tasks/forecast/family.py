@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -92,30 +90,30 @@ class ForecastFamily(Family):
 
         if name not in ("lstm", "tcn"):
             return {}
-        return conformal_intervals(name, model_dir, self._arrays(prepared_path, params), params)
+        _, arrays = self._table(prepared_path, params)
+        return conformal_intervals(name, model_dir, arrays, params)
 
     def fit_direct(self, name: str, prepared_path: Path, params: Params) -> DirectFit:
         """Returns statistical forecaster `name` fitted to every series' train split, with
         its validation MASE (every origin: it depends on no evaluate setting, so changing
         one re-runs no training)."""
         from trainyard.tasks.forecast import statistical
-        from trainyard.tasks.forecast.evaluate import load_windows, model_forecast, score
+        from trainyard.tasks.forecast.evaluate import score, split_windows
 
-        fitted = statistical.fit(name, self._arrays(prepared_path, params), params)
-        with tempfile.TemporaryDirectory() as folder:  # score it as evaluation will
-            for file_name, value in fitted.files.items():
-                (Path(folder) / f"{file_name}.json").write_text(json.dumps(value))
-            validation = load_windows(Path(prepared_path), params, "validation", stride=1)
-            forecast = model_forecast(name, Path(folder), validation, params)
+        table, arrays = self._table(prepared_path, params)
+        fitted, models = statistical.fit(name, arrays, params)
+        validation = split_windows(table, arrays, params, "validation", stride=1)
+        forecast = statistical.predict(models, arrays, table, validation.index, params)
         fitted.best_score = score(validation.actual, forecast, validation.scale)["mase"]
         fitted.monitor = "val/mase"
         return fitted
 
-    def _arrays(self, prepared_path: Path, params: Params):
+    def _table(self, prepared_path: Path, params: Params):
+        """Returns the prepared table and its series as arrays."""
         from trainyard.tasks.forecast.windows import SeriesArrays
 
         table = preparation.read_prepared_for(prepared_path, params)
-        return SeriesArrays.from_prepared(table, params.dataset)
+        return table, SeriesArrays.from_prepared(table, params.dataset)
 
     def evaluate(
         self,
