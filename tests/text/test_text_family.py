@@ -75,10 +75,16 @@ def test_training_lowers_validation_bpc_and_keeps_the_best_checkpoint(trained):
     assert result.best_score == pytest.approx(min(history), rel=1e-6)
 
 
-def test_evaluation_scores_the_model_and_the_ngram_on_the_test_split(trained):
-    params, prepared, model_dir, result, root = trained
-    report = root / "reports"
-    evaluation = TEXT.evaluate(prepared, {"lstm": model_dir}, params, report, {})
+@pytest.fixture(scope="module")
+def evaluated(trained):
+    """Returns the evaluation of the trained LSTM (reports in <root>/reports)."""
+    params, prepared, model_dir, _, root = trained
+    return TEXT.evaluate(prepared, {"lstm": model_dir}, params, root / "reports", {})
+
+
+def test_evaluation_scores_the_model_and_the_ngram_on_the_test_split(trained, evaluated):
+    _, prepared, _, _, root = trained
+    report, evaluation = root / "reports", evaluated
     assert set(evaluation.metrics) == {"lstm", "ngram", "unigram"}
     assert evaluation.baselines == ["ngram", "unigram"]
     for name, scores in evaluation.metrics.items():
@@ -97,14 +103,13 @@ def test_evaluation_scores_the_model_and_the_ngram_on_the_test_split(trained):
 
 
 def test_rescoring_a_registered_model_matches_evaluation_and_refuses_other_vocabularies(
-    trained,
+    trained, evaluated
 ):
-    params, prepared, model_dir, _, root = trained
+    params, prepared, model_dir, _, _ = trained
     spec = TEXT.pyfunc("lstm", model_dir, prepared, params)
     artifacts = {"model_dir": model_dir}
     score = TEXT.rescore(spec.model_config, artifacts, prepared, params)
-    evaluation = json.loads((root / "reports" / "metrics.json").read_text())
-    assert score == pytest.approx(evaluation["lstm"]["bpc"], rel=1e-9)
+    assert score == pytest.approx(evaluated.metrics["lstm"]["bpc"], rel=1e-9)
     other = {**spec.model_config, "vocabulary": {"unknown_id": 0, "symbols": ["\ufffd", "a"]}}
     assert TEXT.rescore(other, artifacts, prepared, params) is None
 
