@@ -38,7 +38,9 @@ from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS, read_table
 from trainyard.tasks.forecast.validate import (
     SINGLE_SERIES,
     DataValidationError,
+    SeriesGrid,
     read_times,
+    series_grid,
     series_labels,
 )
 
@@ -212,7 +214,8 @@ def infer_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
     frequency, how = _frequency(steps, source, time_column, pins)
     choices.append(Choice("frequency", frequency, how, pins.frequency is not None))
     offset = pd.tseries.frequencies.to_offset(frequency)
-    lengths = {label: len(pd.date_range(s[0], s[-1], freq=offset)) for label, s in steps.items()}
+    grid = _grid(steps, offset)
+    lengths = dict(zip(map(str, grid.labels), grid.lengths.tolist(), strict=True))
     shortest_label = min(lengths, key=lengths.__getitem__)
     shortest = lengths[shortest_label]
     where = (
@@ -473,14 +476,25 @@ def _series_times(times: pd.Series, labels: pd.Series) -> dict[str, pd.DatetimeI
 def _off_grid(steps: dict[str, pd.DatetimeIndex], offset: pd.DateOffset) -> tuple[str, Any] | None:
     """Returns (series, time) of the first time off its series' grid (None when all are on it),
     the grid the prepare step reindexes to: every `offset` from the series' first time."""
-    for label, index in steps.items():
-        if not offset.is_on_offset(index[0]):
-            return label, index[0]
-        grid = pd.date_range(index[0], index[-1], freq=offset)
-        off = ~index.isin(grid)
-        if off.any():
-            return label, index[off][0]
-    return None
+    grid = _grid(steps, offset)
+    off = np.flatnonzero(grid.steps < 0)
+    if not len(off):
+        return None
+    return str(grid.labels[grid.codes[off[0]]]), pd.DatetimeIndex(_flat_times(steps))[off[0]]
+
+
+def _flat_times(steps: dict[str, pd.DatetimeIndex]) -> np.ndarray:
+    return np.concatenate([index.asi8 for index in steps.values()]).astype("datetime64[ns]")
+
+
+def _grid(steps: dict[str, pd.DatetimeIndex], offset: pd.DateOffset) -> SeriesGrid:
+    """Returns the series' times placed on their grids (series_grid over `steps`)."""
+    labels = np.repeat(list(steps), [len(index) for index in steps.values()])
+    tz = next(iter(steps.values())).tz
+    times = pd.DatetimeIndex(_flat_times(steps))
+    if tz is not None:
+        times = times.tz_localize("UTC").tz_convert(tz)
+    return series_grid(pd.Series(times), pd.Series(labels), offset)
 
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")

@@ -36,6 +36,7 @@ from trainyard.tasks.forecast.datasets import read_table
 from trainyard.tasks.forecast.validate import (
     DataValidationError,
     Problem,
+    series_grid,
     series_labels,
     validate_table,
 )
@@ -87,21 +88,33 @@ def frame_md5(frame: pd.DataFrame) -> str:
 
 def to_time_grid(frame: pd.DataFrame, spec: DatasetConfig) -> tuple[pd.DataFrame, int]:
     """Returns the table reindexed to every step of each series' time grid (sorted by series and
-    time, with `series_id` and `time_idx`; inserted steps empty), and how many were inserted."""
-    pieces = []
-    inserted = 0
+    time, with `series_id` and `time_idx`; inserted steps empty), and how many were inserted.
+    Rows off their series' grid are dropped (validate_table refuses them first)."""
     labels = series_labels(frame, spec.series_columns)
-    for label, part in frame.groupby(labels, sort=True):
-        part = part.set_index(spec.time_column)
-        grid = pd.date_range(part.index.min(), part.index.max(), freq=spec.frequency)
-        full = part.reindex(grid)
-        inserted += len(grid) - len(part)
-        for name in spec.series_columns:
-            full[name] = part[name].iloc[0]
-        full["series_id"] = label
-        full["time_idx"] = np.arange(len(full), dtype=np.int64)
-        pieces.append(full.rename_axis(spec.time_column).reset_index())
-    return pd.concat(pieces, ignore_index=True), inserted
+    offset = pd.tseries.frequencies.to_offset(spec.frequency)
+    grid = series_grid(frame[spec.time_column], labels, offset)
+    order = np.argsort(grid.labels.astype(str), kind="stable")  # series sorted by label
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    lengths = grid.lengths[order]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    total = int(lengths.sum())
+    on_grid = grid.steps >= 0
+    rows = starts[rank[grid.codes[on_grid]]] + grid.steps[on_grid]
+    columns = {spec.time_column: grid.times(order)}
+    _, first_of = np.unique(grid.codes, return_index=True)  # the first row of each series
+    for name in frame.columns:
+        if name == spec.time_column:
+            continue
+        if name in spec.series_columns:
+            columns[name] = np.repeat(frame[name].to_numpy()[first_of][order], lengths)
+        else:
+            values = pd.Series(frame[name].to_numpy()[on_grid], index=rows)
+            columns[name] = values.reindex(np.arange(total)).to_numpy()
+    table = pd.DataFrame(columns)
+    table["series_id"] = np.repeat(grid.labels[order], lengths)
+    table["time_idx"] = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+    return table, total - len(frame)
 
 
 def _leading_gap_problems(table: pd.DataFrame, spec: DatasetConfig) -> list[Problem]:
@@ -234,20 +247,23 @@ def check_scales(table: pd.DataFrame, spec: DatasetConfig, source: str) -> None:
     fits exactly (constant or exactly periodic, or no two observed steps a season apart), or
     all but exactly (changes below float32's resolution): MASE has nothing, or almost nothing,
     to divide by, so such series are refused before any model trains on them."""
-    from trainyard.tasks.forecast.metrics import seasonal_naive_scale
-
     train = table[table["split"] == "train"]
-    flat, near = [], []
-    for label, part in train.groupby(series_labels(train, spec.series_columns), sort=True):
-        values = part[spec.target].to_numpy(dtype="float64")
-        try:
-            scale = seasonal_naive_scale(values, spec.season_length)
-        except ValueError:
-            flat.append(str(label))
-            continue
-        level = float(np.nanmean(np.abs(values)))
-        if scale < NEAR_CONSTANT * level:
-            near.append(f"{label} (seasonal naive MAE {scale:.3g} at mean level {level:.3g})")
+    values = train[spec.target].astype("float64")
+    by_series = values.groupby(train["series_id"], sort=True)
+    # As metrics.seasonal_naive_scale, per series at once: the in-sample MAE of the seasonal
+    # naive forecast (lag 1 when the train part is shorter than two seasons), NaN ignored.
+    lag = np.where(by_series.transform("size") >= 2 * spec.season_length, spec.season_length, 1)
+    seasonal = (values - by_series.shift(spec.season_length)).abs()
+    step = (values - by_series.shift(1)).abs()
+    errors = pd.Series(np.where(lag > 1, seasonal, step), index=values.index)
+    scale = errors.groupby(train["series_id"], sort=True).mean()
+    level = values.abs().groupby(train["series_id"], sort=True).mean()
+    undefined = scale.isna() | (scale == 0)
+    flat = [str(label) for label in scale.index[undefined]]
+    near = [
+        f"{label} (seasonal naive MAE {scale[label]:.3g} at mean level {level[label]:.3g})"
+        for label in scale.index[~undefined & (scale < NEAR_CONSTANT * level)]
+    ]
     problems = []
     if flat:
         problems.append(

@@ -62,7 +62,75 @@ def series_labels(frame: pd.DataFrame, series_columns: list[str]) -> pd.Series:
     """Returns one readable series label per row ("a/b" for multi-column ids)."""
     if not series_columns:
         return pd.Series(SINGLE_SERIES, index=frame.index)
-    return frame[series_columns].astype(str).agg("/".join, axis=1)
+    first, *others = (frame[name].astype(str) for name in series_columns)
+    return first.str.cat(others, sep="/") if others else first
+
+
+@dataclass
+class SeriesGrid:
+    """Where the rows of a table lie on their series' time grids: every step of the frequency
+    from a series' first time to its last (the grid prepare reindexes each series to)."""
+
+    labels: np.ndarray  # the series, in order of first appearance
+    codes: np.ndarray  # per row: its series' position in `labels`
+    steps: np.ndarray  # per row: its step on its series' grid, -1 when off the grid
+    lengths: np.ndarray  # per series: steps on its grid, first time to last
+    grid_of: np.ndarray  # per series: its grid in `grids` (series starting together share one)
+    grids: list[pd.DatetimeIndex]
+
+    def times(self, series: np.ndarray) -> pd.DatetimeIndex:
+        """Returns the whole grid of each of `series` (positions in `labels`), one after another."""
+        points = np.concatenate([grid.asi8 for grid in self.grids] or [np.array([], np.int64)])
+        first = np.concatenate([[0], np.cumsum([len(grid) for grid in self.grids])[:-1]])
+        lengths = self.lengths[series]
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        within = np.arange(int(lengths.sum())) - starts
+        picked = points[np.repeat(first[self.grid_of[series]], lengths) + within]
+        tz = self.grids[0].tz if self.grids else None
+        times = pd.DatetimeIndex(picked.astype("datetime64[ns]"))
+        return times.tz_localize("UTC").tz_convert(tz) if tz is not None else times
+
+
+def _stamp(nanoseconds: int, tz: object) -> pd.Timestamp:
+    """Returns the time of an int64 from DatetimeIndex.asi8 (UTC nanoseconds when tz-aware)."""
+    stamp = pd.Timestamp(int(nanoseconds))
+    return stamp.tz_localize("UTC").tz_convert(tz) if tz is not None else stamp
+
+
+def series_grid(times: pd.Series, labels: pd.Series, offset: pd.DateOffset) -> SeriesGrid:
+    """Returns where each time lies on its series' grid of `offset` steps.
+
+    One grid is built per distinct first time and shared by the series that start then (a
+    panel's series mostly start together), and rows are placed on it by binary search, so the
+    cost grows with the rows, not with a date_range per series.
+    """
+    codes, uniques = pd.factorize(labels)
+    index = pd.DatetimeIndex(times).as_unit("ns")
+    moments = index.asi8
+    spans = pd.Series(moments).groupby(codes, sort=True).agg(["min", "max"])
+    firsts, grid_of = np.unique(spans["min"].to_numpy(), return_inverse=True)
+    grid_of = grid_of.reshape(-1)
+    steps = np.full(len(moments), -1, dtype=np.int64)
+    lengths = np.zeros(len(uniques), dtype=np.int64)
+    grids = []
+    row_grid = grid_of[codes]
+    order = np.argsort(row_grid, kind="stable")
+    bounds = np.searchsorted(row_grid[order], np.arange(len(firsts) + 1))
+    lasts = spans["max"].to_numpy()
+    for number, first in enumerate(firsts):
+        members = np.flatnonzero(grid_of == number)
+        end = lasts[members].max()
+        grid = pd.date_range(_stamp(first, index.tz), _stamp(end, index.tz), freq=offset)
+        grid = grid.as_unit("ns")
+        grids.append(grid)
+        points = grid.asi8
+        rows = order[bounds[number] : bounds[number + 1]]
+        found = np.searchsorted(points, moments[rows])
+        hit = found < len(points)
+        hit[hit] = points[found[hit]] == moments[rows][hit]
+        steps[rows] = np.where(hit, found, -1)
+        lengths[members] = np.searchsorted(points, lasts[members], side="right")
+    return SeriesGrid(np.asarray(uniques), codes, steps, lengths, grid_of, grids)
 
 
 def _is_number(values: pd.Series) -> pd.Series:
@@ -376,14 +444,10 @@ def _order_problems(
             )
         )
         return problems
-    off_grid = ~times.map(offset.is_on_offset).to_numpy(dtype=bool)
-    # is_on_offset ignores the time of day (D, W-SAT) and accepts any time for h/min, so also
-    # require each time to lie on its series' grid: the grid prepare reindexes to, which would
-    # otherwise drop such a row silently.
-    for rows in times.groupby(labels, sort=False).indices.values():
-        part = times.iloc[rows]
-        grid = pd.date_range(part.min(), part.max(), freq=offset)
-        off_grid[rows] |= ~part.isin(grid).to_numpy()
+    # Each time must lie on its series' grid, the grid prepare reindexes to (it would drop
+    # such a row silently). A first time off the offset (the 15th for MS) is off its grid too.
+    grid = series_grid(times, labels, offset)
+    off_grid = grid.steps < 0
     if off_grid.any():
         rows = np.flatnonzero(off_grid)
         problems.append(
@@ -410,19 +474,15 @@ def _order_problems(
         # Seasonal naive forecasts the first holdout step from one season before it.
         needed = spec.season_length + windows.holdout_length
         parts = f"season_length {spec.season_length} + holdout {windows.holdout_length}"
-    spans = times.groupby(labels, sort=False).agg(["min", "max"])
-    lengths = {
-        label: len(pd.date_range(row["min"], row["max"], freq=offset))
-        for label, row in spans.iterrows()
-    }
-    short = sorted(label for label, length in lengths.items() if length < needed)
+    too_short = grid.lengths < needed
+    short = sorted(map(str, grid.labels[too_short]))
     if short:
         problems.append(
             Problem(
                 column=spec.time_column,
                 what=(
                     f"series too short: each needs at least {needed} steps ({parts}); shortest "
-                    f"has {min(lengths[label] for label in short)}"
+                    f"has {grid.lengths[too_short].min()}"
                 ),
                 fix="drop these series, or shorten windows.* in params.yaml",
                 series=short,
