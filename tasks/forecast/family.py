@@ -95,14 +95,17 @@ class ForecastFamily(Family):
 
     def fit_direct(self, name: str, prepared_path: Path, params: Params) -> DirectFit:
         """Returns statistical forecaster `name` fitted to every series' train split, with
-        its validation MASE (every origin: it depends on no evaluate setting, so changing
-        one re-runs no training)."""
+        its validation MASE over origins a horizon apart (windows that do not overlap: it
+        depends on no evaluate setting, so changing one re-runs no training; the evaluation
+        scores validation at its own stride for the selection)."""
         from trainyard.tasks.forecast import statistical
         from trainyard.tasks.forecast.evaluate import score, split_windows
 
         table, arrays = self._table(prepared_path, params)
         fitted, models = statistical.fit(name, arrays, params)
-        validation = split_windows(table, arrays, params, "validation", stride=1)
+        validation = split_windows(
+            table, arrays, params, "validation", stride=params.windows.horizon
+        )
         forecast = statistical.predict(models, arrays, table, validation.index, params)
         fitted.best_score = score(validation.actual, forecast, validation.scale)["mase"]
         fitted.monitor = "val/mase"

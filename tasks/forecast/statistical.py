@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,11 @@ import numpy as np
 from trainyard.errors import DataError
 from trainyard.models.forecast.statistical import (
     ModelSpec,
-    build,
+    fit_many,
     fitted_state,
-    forward,
+    forward_many,
+    in_parallel,
     restore,
-    spec_for,
 )
 from trainyard.tasks.family import DirectFit
 from trainyard.tasks.forecast.baselines import fill_history
@@ -45,24 +44,23 @@ def fit(
     kind: str, arrays: SeriesArrays, params: Params
 ) -> tuple[DirectFit, dict[str, tuple[ModelSpec, Any]]]:
     """Returns `kind` fitted to every series' train split (gaps interpolated, as for the
-    baselines): what its model folder holds, and the fitted models (as `load` returns)."""
+    baselines): what its model folder holds, and the fitted models (as `load` returns).
+    Series are fitted in worker processes, one per core, when there are many."""
     started = time.perf_counter()
-    models: dict[str, Any] = {}
-    fitted: dict[str, tuple[ModelSpec, Any]] = {}
-    seasons = season_lengths(params)
+    trains = []
     for position, series_id in enumerate(arrays.series_ids):
         values, split = series_values(arrays, position)
-        train = fill_history(values[split == 0])
-        spec = spec_for(kind, seasons, len(train))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                model = build(spec).fit(train)
-            except Exception as error:  # noqa: BLE001 - the library's reason, with the series
-                raise DataError(
-                    f"series {series_id!r}: {kind} cannot be fitted to its {len(train)} train "
-                    f"steps ({error}); drop {kind} from forecast.train.models or the series"
-                ) from None
+        trains.append((series_id, fill_history(values[split == 0])))
+    outcomes = in_parallel(fit_many, trains, kind, season_lengths(params))
+    models: dict[str, Any] = {}
+    fitted: dict[str, tuple[ModelSpec, Any]] = {}
+    for (series_id, train), outcome in zip(trains, outcomes, strict=True):
+        if isinstance(outcome, str):
+            raise DataError(
+                f"series {series_id!r}: {kind} cannot be fitted to its {len(train)} train "
+                f"steps ({outcome}); drop {kind} from forecast.train.models or the series"
+            )
+        spec, model = outcome
         models[series_id] = {"spec": vars(spec), "state": fitted_state(model)}
         fitted[series_id] = (spec, model)
     chosen = sorted({json.dumps(m["spec"]["season_lengths"]) for m in models.values()})
@@ -110,10 +108,13 @@ def predict(
     `table` and `model_dir` are not read)."""
     horizon, encoder = params.windows.horizon, params.windows.encoder_length
     level = params.train.interval_level
-    point = np.empty((len(index), horizon))
-    bounds = np.empty((len(index), horizon, 2))
     starts = index.starts.numpy()
-    for position in np.unique(index.series):
+    series = np.asarray(index.series)
+    order = np.argsort(series, kind="stable")
+    positions, firsts = np.unique(series[order], return_index=True)
+    rows = np.split(order, firsts[1:]) if len(order) else []  # each series' rows, in order
+    work = []
+    for position, mine in zip(positions, rows, strict=True):
         series_id = arrays.series_ids[position]
         if series_id not in models:
             raise DataError(
@@ -122,14 +123,12 @@ def predict(
             )
         spec, model = models[series_id]
         history = fill_history(series_values(arrays, position)[0])
-        for row in np.flatnonzero(index.series == position):
-            origin = starts[row] + encoder - arrays.offsets[position]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result = forward(model, spec, history[:origin], horizon, level)
-            point[row] = result["mean"]
-            bounds[row, :, 0] = result[f"lo-{level}"]
-            bounds[row, :, 1] = result[f"hi-{level}"]
+        origins = starts[mine] + encoder - arrays.offsets[position]
+        work.append((spec, model, history, origins))
+    forecasts = np.empty((len(index), horizon, 3))
+    for mine, result in zip(rows, in_parallel(forward_many, work, horizon, level), strict=True):
+        forecasts[mine] = result
     tail = round((1 - level / 100) / 2, 6)
-    quantiles = np.stack([bounds[..., 0], point, bounds[..., 1]], axis=-1)
-    return Forecast(point=point, quantiles=quantiles, levels=[tail, 0.5, round(1 - tail, 6)])
+    return Forecast(
+        point=forecasts[..., 1], quantiles=forecasts, levels=[tail, 0.5, round(1 - tail, 6)]
+    )

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from trainyard.config import RegisterConfig
@@ -109,6 +111,40 @@ def test_a_saved_model_forecasts_exactly_as_the_fitted_one(kind, seasons, length
     assert spec.deseasonalised == (kind == "mstl" or max(seasons) > models.LONGEST_MODEL_SEASON)
     if length < 2 * max(seasons):
         assert spec.season_lengths == []
+
+
+def test_many_series_fit_and_forecast_in_worker_processes_as_in_one() -> None:
+    count = models.PARALLEL_FROM + 6  # enough to start the worker pool
+    rng = np.random.default_rng(3)
+    series = [(f"s{i}", monthly(60) * rng.uniform(0.5, 2.0)) for i in range(count)]
+
+    pooled = models.in_parallel(models.fit_many, series, "autotheta", [12])
+    alone = models.fit_many(series[:3], "autotheta", [12])
+
+    assert len(pooled) == count
+    work = [
+        (spec, model, values, np.array([48, 54]))
+        for (spec, model), (_, values) in zip(pooled, series, strict=True)
+    ]
+    forecasts = models.in_parallel(models.forward_many, work, 6, 80)
+    assert [f.shape for f in forecasts] == [(2, 6, 3)] * count
+    for (spec, model), (_, values), forecast in zip(alone, series, forecasts, strict=False):
+        want = models.forward(model, spec, values[:48], 6, 80)
+        np.testing.assert_allclose(forecast[0, :, 1], want["mean"], rtol=1e-6)
+        np.testing.assert_allclose(forecast[0, :, 0], want["lo-80"], rtol=1e-6)
+    assert all((f[..., 0] <= f[..., 1]).all() and (f[..., 1] <= f[..., 2]).all() for f in forecasts)
+
+
+def test_a_series_no_model_fits_is_named() -> None:
+    arrays = SimpleNamespace(
+        series_ids=["good", "empty"],
+        offsets=np.array([0, 60]),
+        lengths=np.array([60, 60]),
+        target=torch.tensor(np.r_[monthly(60), np.full(60, np.nan)], dtype=torch.float32),
+        split=np.zeros(120, dtype=np.int8),
+    )
+    with pytest.raises(DataError, match=r"series 'empty': autotheta cannot be fitted"):
+        statistical.fit("autotheta", arrays, params_for())
 
 
 def test_only_arrays_numbers_and_text_are_saved() -> None:
