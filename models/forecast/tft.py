@@ -20,6 +20,10 @@ def split_metric_name(name: str) -> str:
 class TFTForecaster(TemporalFusionTransformer):
     """The TFT with quantile loss, logging under the project's split/metric names."""
 
+    # How whoever built it put the target on the scale it trains on, and takes forecasts
+    # back to target units (trainyard.tasks.forecast.forecasters.TFTTarget).
+    target_scaling: Any = None
+
     def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
         super().log(split_metric_name(name), value, *args, **kwargs)
 

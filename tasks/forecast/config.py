@@ -27,6 +27,7 @@ SECTION = "forecast"
 METRICS = ("mae", "rmse", "smape", "mase")  # holdout metrics; all lower-is-better
 NEURAL_KINDS = ("lstm", "tcn", "tft")  # trained with Lightning
 MODEL_KINDS = NEURAL_KINDS + STATISTICAL_KINDS  # the forecasters train.models can name
+TARGET_TRANSFORMS = ("none", "log", "boxcox")  # train.target_transform: the neural models' target
 
 
 class DatasetConfig(Section):
@@ -116,6 +117,10 @@ class TrainConfig(TrainBase):
     # % prediction interval of every forecast: statsforecast's own for the statistical
     # models, conformal (from validation residuals) for LSTM/TCN; the TFT has its quantiles.
     interval_level: WholeNumber = 80
+    # The neural models' target, before their scaling: "none", or "log" / "boxcox" (one Box-Cox
+    # lambda per series, Guerrero's method on its train split) for positive series whose
+    # swings grow with their level; forecasts are transformed back. Needs every target > 0.
+    target_transform: Text = "none"
     lstm: LSTMConfig = Field(default_factory=LSTMConfig)
     tcn: TCNConfig = Field(default_factory=TCNConfig)
     tft: TFTConfig = Field(default_factory=TFTConfig)
@@ -198,6 +203,11 @@ class Params(FamilySection):
             )
         stats = train.statistical
         problems += outside(train, "train", "interval_level", 1, 100, open_high=True)
+        if train.target_transform not in TARGET_TRANSFORMS:
+            problems.append(
+                f"train.target_transform must be one of {', '.join(TARGET_TRANSFORMS)}, got "
+                f"{train.target_transform!r}"
+            )
         if any(season < 1 for season in stats.extra_seasons):
             problems.append(
                 f"train.statistical.extra_seasons must list whole numbers of at least 1, got "

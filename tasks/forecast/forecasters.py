@@ -21,11 +21,14 @@ from trainyard.errors import ConfigError, DataError
 from trainyard.models.forecast.lstm import LSTMForecaster
 from trainyard.models.forecast.tcn import TCNForecaster
 from trainyard.tasks.family import CHECKPOINT, TrainingSetup, load_checkpoint
-from trainyard.tasks.forecast.config import STATISTICAL_KINDS, Params
+from trainyard.tasks.forecast.config import STATISTICAL_KINDS, TARGET_TRANSFORMS, Params
+from trainyard.tasks.forecast.metrics import seasonal_naive_scale
 from trainyard.tasks.forecast.windows import (
     SeriesArrays,
+    TargetTransform,
     WindowIndex,
     WindowLoader,
+    check_positive,
     gather_windows,
     window_index,
 )
@@ -109,8 +112,56 @@ def read_covariate_stats(model_dir: Path) -> dict[str, tuple[np.ndarray, np.ndar
     }
 
 
+TARGET_TRANSFORM = "target_transform"  # JSON beside a neural model's checkpoint (absent: none)
+
+
+def _transform_files(transform: TargetTransform) -> dict[str, Any]:
+    """Returns the files a neural model keeps of its target transform (none: no file)."""
+    return {} if transform.kind == "none" else {TARGET_TRANSFORM: transform.to_json()}
+
+
+def read_target_transform(model_dir: Path) -> TargetTransform:
+    """Returns the target transform a neural model was trained with (none without the file)."""
+    path = Path(model_dir) / f"{TARGET_TRANSFORM}.json"
+    if not path.exists():
+        return TargetTransform()
+    try:
+        transform = TargetTransform.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{path}: not a target transform trainyard wrote ({error})") from None
+    if transform.kind not in TARGET_TRANSFORMS:
+        raise DataError(f"{path}: unknown target transform {transform.kind!r}")
+    return transform
+
+
+def encoder_rows(index: WindowIndex, encoder_length: int) -> np.ndarray:
+    """Returns the rows of SeriesArrays that the encoders of `index` read."""
+    return (index.starts[:, None] + torch.arange(encoder_length)).numpy().reshape(-1)
+
+
+def window_series(arrays: SeriesArrays, index: WindowIndex) -> np.ndarray:
+    """Returns the series id of every window in `index`."""
+    return np.asarray(arrays.series_ids)[index.series]
+
+
 def _input_size(arrays: SeriesArrays) -> int:
     return 1 + arrays.covariates.shape[1]
+
+
+def _window_setup(
+    module: type[L.LightningModule], hparams: dict[str, Any], arrays: SeriesArrays, params: Params
+) -> TrainingSetup:
+    """Returns `module(**hparams)` with window loaders over the transformed target; a target
+    its transform cannot take is refused here, before anything trains or is written."""
+    kind = params.train.target_transform
+    transform = TargetTransform.fit(kind, arrays, params.dataset)
+    return TrainingSetup(
+        module(**hparams),
+        *_window_loaders(transform.applied(arrays), params),
+        {**hparams, "target_transform": kind},
+        extra_files=_scaling(arrays) | _transform_files(transform),
+        gradient_clip=params.train.gradient_clip,
+    )
 
 
 def setup_lstm(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> TrainingSetup:
@@ -125,13 +176,7 @@ def setup_lstm(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Tra
         "dropout": cfg.dropout,
         "learning_rate": params.train.learning_rate,
     }
-    return TrainingSetup(
-        LSTMForecaster(**hparams),
-        *_window_loaders(arrays, params),
-        hparams,
-        extra_files=_scaling(arrays),
-        gradient_clip=params.train.gradient_clip,
-    )
+    return _window_setup(LSTMForecaster, hparams, arrays, params)
 
 
 def setup_tcn(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> TrainingSetup:
@@ -148,13 +193,7 @@ def setup_tcn(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Trai
         "dropout": cfg.dropout,
         "learning_rate": params.train.learning_rate,
     }
-    return TrainingSetup(
-        TCNForecaster(**hparams),
-        *_window_loaders(arrays, params),
-        hparams,
-        extra_files=_scaling(arrays),
-        gradient_clip=params.train.gradient_clip,
-    )
+    return _window_setup(TCNForecaster, hparams, arrays, params)
 
 
 INTERVALS = "intervals"  # JSON beside a window model's checkpoint: its conformal intervals
@@ -185,19 +224,25 @@ def predict_windows(
     model_dir: Path,
 ) -> Forecast:
     """Returns a WindowForecaster's forecasts for every window in `index`, with its conformal
-    interval as the outer quantiles when its folder has one."""
-    point, scale = _window_outputs(module, arrays, index, params)
+    interval as the outer quantiles when its folder has one; in target units (a target
+    transform's forecasts and interval bounds are transformed back)."""
+    transform = read_target_transform(model_dir)
+    rows = encoder_rows(index, params.windows.encoder_length)
+    check_positive(arrays, transform.kind, params.dataset.target, rows)
+    point, scale = _window_outputs(module, transform.applied(arrays), index, params)
+    series = window_series(arrays, index)
     path = Path(model_dir) / f"{INTERVALS}.json"
     if not path.exists():
-        return Forecast(point=point)
+        return Forecast(point=transform.inverse(point, series))
     intervals = json.loads(path.read_text())
     lower = point + np.asarray(intervals["lower"])[None, :] * scale[:, None]
     upper = point + np.asarray(intervals["upper"])[None, :] * scale[:, None]
     tail = round((1 - intervals["level"] / 100) / 2, 6)
+    # The transform is increasing: its bounds transformed back keep their coverage.
+    quantiles = np.stack([np.minimum(lower, point), point, np.maximum(upper, point)], -1)
+    quantiles = transform.inverse(quantiles, series)
     return Forecast(
-        point=point,
-        quantiles=np.stack([np.minimum(lower, point), point, np.maximum(upper, point)], -1),
-        levels=[tail, 0.5, round(1 - tail, 6)],
+        point=quantiles[..., 1], quantiles=quantiles, levels=[tail, 0.5, round(1 - tail, 6)]
     )
 
 
@@ -206,11 +251,13 @@ def conformal_intervals(
 ) -> dict[str, Any]:
     """Returns the `intervals` file of a trained window model: per horizon step, the
     quantiles of its validation residuals in units of each window's encoder scale (split
-    conformal; every validation window, stride 1). The windows also chose its early stop,
-    so coverage on new data may fall a little short of the level: the holdout reports it."""
+    conformal; every validation window, stride 1), on its transformed target. The windows
+    also chose its early stop, so coverage on new data may fall a little short of the level:
+    the holdout reports it."""
     windows, level = params.windows, params.train.interval_level
     index = window_index(arrays, "validation", windows.encoder_length, windows.horizon)
     module = FORECASTERS[kind].load(Path(model_dir), params)
+    arrays = read_target_transform(model_dir).applied(arrays)
     point, scale = _window_outputs(module, arrays, index, params)
     rows = index.starts[:, None] + windows.encoder_length + torch.arange(windows.horizon)
     residuals = (arrays.target[rows].numpy() - point) / scale[:, None]
@@ -251,19 +298,79 @@ def _tft_training_rows(table: pd.DataFrame, params: Params) -> pd.DataFrame:
 
 def window_keys(arrays: SeriesArrays, index: WindowIndex) -> pd.MultiIndex:
     """Returns (series id, first forecast step) of every window in `index`."""
-    return pd.MultiIndex.from_arrays([np.asarray(arrays.series_ids)[index.series], index.origins])
+    return pd.MultiIndex.from_arrays([window_series(arrays, index), index.origins])
 
 
-def _tft_training_dataset(train_rows: pd.DataFrame, params: Params):
-    """Returns the TimeSeriesDataSet fitted on `train_rows` (_tft_training_rows): the same
+def tft_target_scales(rows: pd.DataFrame, params: Params) -> dict[str, float]:
+    """Returns each series' scale from its train rows: the in-sample MAE of its seasonal naive
+    forecast (MASE's denominator); a series constant in training gets its mean absolute value
+    (1 if that is 0)."""
+    scales = {}
+    for series, part in rows.groupby("series_id", sort=False):
+        steps = part["time_idx"].to_numpy()
+        history = np.full(steps.max() - steps.min() + 1, np.nan)  # on the time grid, gaps NaN
+        history[steps - steps.min()] = part[params.dataset.target].to_numpy()
+        try:
+            scales[series] = seasonal_naive_scale(history, params.dataset.season_length)
+        except ValueError:
+            scales[series] = float(np.nanmean(np.abs(history))) or 1.0
+    return scales
+
+
+@dataclass
+class TFTTarget:
+    """The target the TFT trains on: transformed (train.target_transform), then divided by
+    its series' scale, so its loss weighs every series alike and reads in those units (as
+    MASE does), not the target's. pytorch-forecasting scores outputs after undoing its own
+    normalisation: without this, the largest series would dominate the loss."""
+
+    transform: TargetTransform
+    scales: dict[str, float]  # per series: tft_target_scales of its transformed train rows
+
+    @classmethod
+    def fit(cls, train_rows: pd.DataFrame, params: Params, transform: TargetTransform) -> TFTTarget:
+        """Returns the TFT target of `train_rows` (_tft_training_rows, in target units)."""
+        target = params.dataset.target
+        series = train_rows["series_id"].to_numpy()
+        values = transform.forward(train_rows[target].to_numpy(dtype=np.float64), series)
+        return cls(transform, tft_target_scales(train_rows.assign(**{target: values}), params))
+
+    def scaled(self, rows: pd.DataFrame, params: Params) -> pd.DataFrame:
+        """Returns `rows` with the target on this scale. A value the transform cannot take
+        (not above 0) becomes 0: only where no encoder reads it (callers check encoders)."""
+        target = params.dataset.target
+        series = rows["series_id"].to_numpy()
+        values = self.transform.forward(rows[target].to_numpy(dtype=np.float64), series)
+        scales = rows["series_id"].map(self.scales).to_numpy(dtype=np.float64)
+        if np.isnan(scales).any():
+            unknown = rows["series_id"][np.isnan(scales)].unique()[:5]
+            raise DataError(
+                f"series {', '.join(map(repr, unknown))}: not among the series the TFT was "
+                "trained on; forecast those it trained on"
+            )
+        return rows.assign(**{target: np.nan_to_num(values / scales, nan=0.0)})
+
+    def unscaled(self, values: np.ndarray, series: np.ndarray) -> np.ndarray:
+        """Returns `values` ([windows, ...], window i of `series[i]`) in target units."""
+        scales = np.array([self.scales[name] for name in series])
+        scales = scales.reshape((-1,) + (1,) * (values.ndim - 1))
+        return self.transform.inverse(values * scales, series)
+
+
+def _tft_training_dataset(
+    train_rows: pd.DataFrame, params: Params, target: TFTTarget | None = None
+):
+    """Returns the TimeSeriesDataSet fitted on `train_rows` (_tft_training_rows) with the
+    target on `target`'s scale (default: untransformed, scaled per series): the same
     encoders and scalers each time it is built from the same rows."""
     from pytorch_forecasting import TimeSeriesDataSet
     from pytorch_forecasting.data import EncoderNormalizer
 
     spec, windows = params.dataset, params.windows
+    target = target or TFTTarget.fit(train_rows, params, TargetTransform())
     statics = ["series_id"] if train_rows["series_id"].nunique() > 1 else []
     return TimeSeriesDataSet(
-        train_rows,
+        target.scaled(train_rows, params),
         time_idx="time_idx",
         target=spec.target,
         group_ids=["series_id"],
@@ -280,12 +387,15 @@ def _tft_training_dataset(train_rows: pd.DataFrame, params: Params):
     )
 
 
-def _tft_datasets(table: pd.DataFrame, params: Params):
-    """Returns (training dataset fitted on the train split, dataset over every row)."""
+def _tft_datasets(table: pd.DataFrame, params: Params, target: TFTTarget | None = None):
+    """Returns (training dataset fitted on the train split, dataset over every row), with
+    the target on `target`'s scale (default: untransformed, scaled per series)."""
     from pytorch_forecasting import TimeSeriesDataSet
 
-    training = _tft_training_dataset(_tft_training_rows(table, params), params)
-    rows = _tft_rows(table, params)
+    train_rows = _tft_training_rows(table, params)
+    target = target or TFTTarget.fit(train_rows, params, TargetTransform())
+    training = _tft_training_dataset(train_rows, params, target)
+    rows = target.scaled(_tft_rows(table, params), params)
     everything = TimeSeriesDataSet.from_dataset(training, rows, stop_randomization=True)
     return training, everything
 
@@ -301,12 +411,16 @@ def _same_windows(dataset, arrays: SeriesArrays, index: WindowIndex):
 
 
 def setup_tft(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> TrainingSetup:
-    """Returns a TFT with pytorch-forecasting loaders over the same windows as LSTM/TCN; its
-    folder keeps its training rows (Parquet) and hyperparameters (JSON) to be rebuilt."""
+    """Returns a TFT with pytorch-forecasting loaders over the same windows as LSTM/TCN, on
+    its TFTTarget; its folder keeps its training rows (Parquet), hyperparameters and target
+    transform (JSON) to be rebuilt. A target the transform cannot take is refused here."""
     from trainyard.models.forecast.tft import TFTForecaster
 
     windows, train = params.windows, params.train
-    training, everything = _tft_datasets(table, params)
+    transform = TargetTransform.fit(train.target_transform, arrays, params.dataset)
+    train_rows = _tft_training_rows(table, params)
+    target = TFTTarget.fit(train_rows, params, transform)
+    training, everything = _tft_datasets(table, params, target)
     loaders = []
     for split, is_train in (("train", True), ("validation", False)):
         index = window_index(arrays, split, windows.encoder_length, windows.horizon)
@@ -329,13 +443,14 @@ def setup_tft(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Trai
         "learning_rate": train.learning_rate,
     }
     module = TFTForecaster.for_dataset(training, **hparams)
+    module.target_scaling = target
     return TrainingSetup(
         module,
         loaders[0],
         loaders[1],
-        hparams,
-        extra_files={TFT_HPARAMS: hparams},
-        tables={TFT_TRAINING_ROWS: _tft_training_rows(table, params)},
+        {**hparams, "target_transform": transform.kind},
+        extra_files={TFT_HPARAMS: hparams} | _transform_files(transform),
+        tables={TFT_TRAINING_ROWS: train_rows},
         gradient_clip=train.gradient_clip,
     )
 
@@ -357,8 +472,9 @@ def _tft_weights(model_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def load_tft(model_dir: Path, params: Params) -> L.LightningModule:
-    """Returns the TFT in model_dir, rebuilt from its training rows and hyperparameters with
-    the weights of its checkpoint (nothing read from the folder can run code)."""
+    """Returns the TFT in model_dir, rebuilt from its training rows, hyperparameters and
+    target transform with the weights of its checkpoint (nothing read from the folder can run
+    code); its per-series target scales are computed from those rows again."""
     from trainyard.models.forecast.tft import TFTForecaster
 
     model_dir = Path(model_dir)
@@ -377,8 +493,11 @@ def load_tft(model_dir: Path, params: Params) -> L.LightningModule:
                 "`trainyard train --family forecast`"
             )
     weights = _tft_weights(model_dir)
-    training = _tft_training_dataset(pd.read_parquet(rows_path), params)
+    train_rows = pd.read_parquet(rows_path)
+    target = TFTTarget.fit(train_rows, params, read_target_transform(model_dir))
+    training = _tft_training_dataset(train_rows, params, target)
     module = TFTForecaster.for_dataset(training, **json.loads(hparams_path.read_text()))
+    module.target_scaling = target
     try:
         module.load_state_dict(weights)
     except RuntimeError as error:
@@ -398,12 +517,18 @@ def predict_tft(
     params: Params,
     model_dir: Path,
 ) -> Forecast:
-    """Returns TFT quantile forecasts for every window in `index`, in `index` order."""
+    """Returns TFT quantile forecasts for every window in `index`, in `index` order, in
+    target units."""
     from pytorch_forecasting import TimeSeriesDataSet
 
     # The module was built from its fitted training dataset (load_tft): same encoders.
+    target: TFTTarget = module.target_scaling
+    rows = encoder_rows(index, params.windows.encoder_length)
+    check_positive(arrays, target.transform.kind, params.dataset.target, rows)
     everything = TimeSeriesDataSet.from_parameters(
-        module.dataset_parameters, _tft_rows(table, params), stop_randomization=True
+        module.dataset_parameters,
+        target.scaled(_tft_rows(table, params), params),
+        stop_randomization=True,
     )
     dataset = _same_windows(everything, arrays, index)
     loader = dataset.to_dataloader(train=False, batch_size=PREDICT_BATCH, num_workers=0)
@@ -428,7 +553,7 @@ def predict_tft(
             f"{series} at step {step}" for series, step in wanted[positions < 0][:5]
         )
         raise DataError(f"the TFT could not forecast {missing}: an incomplete encoder window")
-    quantiles = quantiles[positions]
+    quantiles = target.unscaled(quantiles[positions], window_series(arrays, index))
     levels = list(module.loss.quantiles)
     return Forecast(point=quantiles[..., levels.index(0.5)], quantiles=quantiles, levels=levels)
 

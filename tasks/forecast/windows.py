@@ -8,12 +8,14 @@ Python, so a loader yields millions of windows per second on one core.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy import optimize, special
 
+from trainyard.errors import DataError
 from trainyard.tasks.forecast.config import DatasetConfig
 
 SPLIT_CODES = {"train": 0, "validation": 1, "holdout": 2}
@@ -77,6 +79,137 @@ class SeriesArrays:
             times=table[spec.time_column].to_numpy(),
             covariate_stats=stats,
         )
+
+
+BOXCOX_LAMBDAS = (-0.9, 2.0)  # Guerrero's search range (fable's and coreforecast's)
+BOXCOX_EDGE = 1e-6  # least 1 + lambda * u an inverse takes: a forecast past the range is clipped
+
+
+@dataclass
+class TargetTransform:
+    """The neural models' target transform (train.target_transform), one per series.
+
+    Each series becomes g * boxcox(y / g, lambda), g the geometric mean of its train split
+    ("log": lambda 0, i.e. g * log(y / g)). In units of g the transformed series keeps the
+    target's own scale near its level, so the per-window scaling (and its floor) sees what it
+    would see untransformed. Forecasts go back through `inverse`, so metrics stay in target units.
+    """
+
+    kind: str = "none"  # none, log or boxcox
+    lambdas: dict[str, float] = field(default_factory=dict)  # per series; 0 for log
+    levels: dict[str, float] = field(default_factory=dict)  # per series: g
+
+    @classmethod
+    def fit(cls, kind: str, arrays: SeriesArrays, spec: DatasetConfig) -> TargetTransform:
+        """Returns the `kind` transform of every series, fitted on its train split; raises
+        DataError when a target is not above 0 (check_positive)."""
+        if kind == "none":
+            return cls()
+        check_positive(arrays, kind, spec.target)
+        target = arrays.target.numpy().astype(np.float64)
+        train = arrays.split == SPLIT_CODES["train"]
+        lambdas, levels = {}, {}
+        for position, series in enumerate(arrays.series_ids):
+            start = arrays.offsets[position]
+            rows = slice(start, start + arrays.lengths[position])
+            history = target[rows][train[rows]]  # its train split on the time grid, gaps NaN
+            levels[series] = float(np.exp(np.nanmean(np.log(history))))
+            lambdas[series] = 0.0 if kind == "log" else guerrero_lambda(history, spec.season_length)
+        return cls(kind, lambdas, levels)
+
+    def forward(self, values: np.ndarray, series: np.ndarray) -> np.ndarray:
+        """Returns `values` transformed (NaN where not above 0); `series` names each row."""
+        if self.kind == "none":
+            return values
+        lam, level = self._parameters(series, values.ndim)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(values > 0, level * special.boxcox(values / level, lam), np.nan)
+
+    def inverse(self, values: np.ndarray, series: np.ndarray) -> np.ndarray:
+        """Returns transformed `values` in target units; `series` names each row (first axis).
+        A value past the transform's range (a wild forecast) is taken to its edge, not NaN."""
+        if self.kind == "none":
+            return values
+        lam, level = self._parameters(series, values.ndim)
+        u = values / level
+        edge = (BOXCOX_EDGE - 1) / np.where(lam == 0, 1.0, lam)
+        return level * special.inv_boxcox(np.where(lam * u > BOXCOX_EDGE - 1, u, edge), lam)
+
+    def applied(self, arrays: SeriesArrays) -> SeriesArrays:
+        """Returns `arrays` with the target transformed (NaN where it is not above 0)."""
+        if self.kind == "none":
+            return arrays
+        series = np.repeat(arrays.series_ids, arrays.lengths)
+        target = self.forward(arrays.target.numpy().astype(np.float64), series)
+        return replace(arrays, target=torch.from_numpy(target.astype(np.float32)))
+
+    def _parameters(self, series: np.ndarray, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (lambda, g) of every row's series, shaped to broadcast over `ndim` axes."""
+        names = pd.Series(np.asarray(series), dtype=object)
+        lam, level = names.map(self.lambdas).to_numpy(), names.map(self.levels).to_numpy()
+        unknown = names[pd.isna(level)].unique()
+        if len(unknown):
+            raise DataError(
+                f"series {', '.join(map(repr, unknown[:5]))}: the model's {self.kind} target "
+                f"transform was fitted on other series ({', '.join(list(self.levels)[:5])}); "
+                "forecast the series it trained on"
+            )
+        shape = (-1,) + (1,) * (ndim - 1)
+        return lam.astype(np.float64).reshape(shape), level.astype(np.float64).reshape(shape)
+
+    def to_json(self) -> dict[str, object]:
+        """Returns the transform as JSON-able data (from_json reads it back)."""
+        return {"kind": self.kind, "lambdas": self.lambdas, "levels": self.levels}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> TargetTransform:
+        """Returns the transform `to_json` wrote."""
+        return cls(str(data["kind"]), dict(data["lambdas"]), dict(data["levels"]))
+
+
+def check_positive(
+    arrays: SeriesArrays, kind: str, target: str, rows: np.ndarray | None = None
+) -> None:
+    """Raises DataError naming the first series and step among `rows` (default: all) whose
+    target is 0 or below, which target transform `kind` (log, boxcox) cannot take."""
+    if kind == "none":
+        return
+    values = arrays.target.numpy()
+    rows = np.arange(len(values)) if rows is None else np.sort(np.asarray(rows).reshape(-1))
+    bad = rows[values[rows] <= 0]  # a gap (NaN) is not bad
+    if len(bad) == 0:
+        return
+    first = bad[0]
+    series = arrays.series_ids[np.searchsorted(arrays.offsets, first, side="right") - 1]
+    raise DataError(
+        f"series {series!r}: {target} is {values[first]:g} at step {arrays.time_idx[first]} "
+        f"({pd.Timestamp(arrays.times[first])}), but train.target_transform {kind!r} needs "
+        f"every value above 0 ({len(bad)} are not); set train.target_transform: none, or "
+        "shift the data so that every value is positive"
+    )
+
+
+def guerrero_lambda(history: np.ndarray, season_length: int) -> float:
+    """Returns the Box-Cox lambda (within BOXCOX_LAMBDAS) that makes a series' spread least
+    dependent on its level: Guerrero's method as R's forecast::BoxCox.lambda has it.
+
+    The last whole seasons of `history` (pairs of steps when it holds fewer than two seasons)
+    each give std / mean^(1 - lambda); the lambda minimising their coefficient of variation
+    wins. Gaps (NaN) are skipped; a history too short for two such blocks gets 0 (log).
+    """
+    period = season_length if len(history) >= 2 * season_length else 2
+    blocks = history[len(history) % period :].reshape(-1, period)
+    blocks = blocks[(~np.isnan(blocks)).sum(axis=1) >= 2]
+    if len(blocks) < 2:
+        return 0.0
+    mean, std = np.nanmean(blocks, axis=1), np.nanstd(blocks, axis=1, ddof=1)
+
+    def variation(lam: float) -> float:
+        ratio = std / mean ** (1 - lam)
+        return float(np.std(ratio, ddof=1) / np.mean(ratio))
+
+    best = optimize.minimize_scalar(variation, bounds=BOXCOX_LAMBDAS, method="bounded")
+    return float(best.x)
 
 
 @dataclass
