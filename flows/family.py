@@ -148,6 +148,7 @@ def family_flow(family: Family, dask: DaskCluster | None = None) -> Flow:
         if cached and not family.is_current(prepared):
             fresh = prepare_task.with_options(refresh_cache=True)
             prepared, cached = _prepared(family, fresh(family.name, params, paths, key)), False
+        family.check_prepared(prepared, params)
         models_dir = paths.family(family.name).models
         with pipeline_run(
             family, params, register, prepared, paths.root, artifact_root(paths)

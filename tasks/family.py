@@ -249,6 +249,12 @@ class Family(abc.ABC):
         """Raises ConfigError for params no data can fix (before anything is written)."""
         return None
 
+    def check_prepared(self, prepared: Prepared, params: FamilySection) -> None:
+        """Raises DataError when the prepared data cannot train these params' models (e.g. a
+        target transform the values do not allow): after prepare, before any model trains
+        or any MLflow run opens."""
+        return None
+
     @abc.abstractmethod
     def prepare(self, params: FamilySection, root: Path, out_dir: Path) -> Prepared:
         """Returns what was prepared into out_dir (validated, DVC-versioned data)."""

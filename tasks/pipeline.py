@@ -270,6 +270,7 @@ def train_untracked(
     tracking (the DVC `train` stage)."""
     folders = paths.family(family.name)
     prepared = family.prepared(params, folders.prepared)
+    family.check_prepared(prepared, params)
     forget_training_summary(folders.models)
     results = for_each_model(
         params,
@@ -490,6 +491,7 @@ def run_family(
     prepared = prepare_step(family, params, paths)
     if on_prepared:
         on_prepared(prepared)
+    family.check_prepared(prepared, params)
     models_dir = paths.family(family.name).models
     with pipeline_run(
         family, params, register, prepared, paths.root, artifact_root(paths)

@@ -93,6 +93,17 @@ class ForecastFamily(Family):
         _, arrays = self._table(prepared_path, params)
         return conformal_intervals(name, model_dir, arrays, params)
 
+    def check_prepared(self, prepared: preparation.PrepareSummary, params: Params) -> None:
+        """Raises DataError naming the first series and step whose target the neural models'
+        train.target_transform (log, boxcox) cannot take: before any model trains."""
+        kind = params.train.target_transform
+        if kind == "none" or not set(params.train.models) - set(self.direct_kinds):
+            return
+        from trainyard.tasks.forecast.windows import check_positive
+
+        _, arrays = self._table(Path(prepared.path), params)
+        check_positive(arrays, kind, params.dataset.target)
+
     def fit_direct(self, name: str, prepared_path: Path, params: Params) -> DirectFit:
         """Returns statistical forecaster `name` fitted to every series' train split, with
         its validation MASE over origins a horizon apart (windows that do not overlap: it
