@@ -121,6 +121,10 @@ class TrainConfig(TrainBase):
     # lambda per series, Guerrero's method on its train split) for positive series whose
     # swings grow with their level; forecasts are transformed back. Needs every target > 0.
     target_transform: Text = "none"
+    # Validation windows the neural models score after each epoch (early stopping, the best
+    # checkpoint), evenly spread over the series; 0 = all. A 10,000-series panel has 130,000.
+    # The evaluation still scores every validation origin at evaluate.stride.
+    validation_windows: WholeNumber = 20000
     lstm: LSTMConfig = Field(default_factory=LSTMConfig)
     tcn: TCNConfig = Field(default_factory=TCNConfig)
     tft: TFTConfig = Field(default_factory=TFTConfig)

@@ -30,6 +30,7 @@ from trainyard.tasks.forecast.windows import (
     WindowLoader,
     check_positive,
     gather_windows,
+    spread,
     window_index,
 )
 
@@ -62,6 +63,8 @@ def _window_loaders(arrays: SeriesArrays, params: Params) -> tuple[WindowLoader,
     loaders = []
     for split, shuffle in (("train", True), ("validation", False)):
         index = window_index(arrays, split, windows.encoder_length, windows.horizon)
+        if split == "validation":
+            index = spread(index, train.validation_windows)
         if len(index) == 0:
             raise DataError(
                 f"no complete {split} windows: every {split} window touches a missing target. "
@@ -424,6 +427,8 @@ def setup_tft(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Trai
     loaders = []
     for split, is_train in (("train", True), ("validation", False)):
         index = window_index(arrays, split, windows.encoder_length, windows.horizon)
+        if not is_train:
+            index = spread(index, train.validation_windows)
         dataset = _same_windows(training if is_train else everything, arrays, index)
         generator = torch.Generator().manual_seed(train.seed)
         loaders.append(

@@ -224,6 +224,16 @@ class WindowIndex:
         return len(self.starts)
 
 
+def spread(index: WindowIndex, limit: int) -> WindowIndex:
+    """Returns at most `limit` windows of `index` (all when it holds no more, or limit is 0),
+    evenly spaced through it: windows are ordered by series, so every series keeps its
+    share and each its windows spread over time."""
+    if not limit or len(index) <= limit:
+        return index
+    chosen = np.unique(np.linspace(0, len(index) - 1, limit).round().astype(np.int64))
+    return WindowIndex(index.starts[chosen], index.series[chosen], index.origins[chosen])
+
+
 def window_index(
     arrays: SeriesArrays,
     split: str,

@@ -17,6 +17,7 @@ from trainyard.tasks.forecast.windows import (
     SeriesArrays,
     WindowLoader,
     gather_windows,
+    spread,
     window_index,
 )
 
@@ -175,6 +176,23 @@ def test_a_missing_target_in_the_encoder_also_excludes_the_window() -> None:
     validation = window_index(arrays, "validation", ENC, HOR)
 
     assert validation.starts.tolist() == []  # validation encoders start at rows 16..20
+
+
+def test_a_validation_cap_keeps_windows_of_every_series_spread_over_time() -> None:
+    arrays = arrays_for({f"s{i}": 60 for i in range(10)})
+    index = window_index(arrays, "train", ENC, HOR)  # 10 series x 37 windows
+
+    kept = spread(index, 50)
+
+    assert len(kept) == 50
+    assert np.bincount(kept.series).tolist() == [5] * 10  # every series its share
+    for series in range(10):
+        mine = kept.origins[kept.series == series]
+        assert (np.diff(mine) > 0).all() and np.ptp(mine) >= 24  # ordered, across its span
+    chosen = {(s, o) for s, o in zip(kept.series, kept.origins, strict=True)}
+    assert chosen <= set(zip(index.series, index.origins, strict=True))
+    assert torch.equal(spread(index, 0).starts, index.starts)  # 0: all windows
+    assert len(spread(index, 10_000)) == len(index)
 
 
 def test_series_shorter_than_a_window_gives_no_windows() -> None:
