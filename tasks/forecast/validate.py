@@ -117,8 +117,10 @@ def series_grid(times: pd.Series, labels: pd.Series, offset: pd.DateOffset) -> S
     order = np.argsort(row_grid, kind="stable")
     bounds = np.searchsorted(row_grid[order], np.arange(len(firsts) + 1))
     lasts = spans["max"].to_numpy()
+    by_grid = np.argsort(grid_of, kind="stable")
+    member_bounds = np.searchsorted(grid_of[by_grid], np.arange(len(firsts) + 1))
     for number, first in enumerate(firsts):
-        members = np.flatnonzero(grid_of == number)
+        members = by_grid[member_bounds[number] : member_bounds[number + 1]]
         end = lasts[members].max()
         grid = pd.date_range(_stamp(first, index.tz), _stamp(end, index.tz), freq=offset)
         grid = grid.as_unit("ns")

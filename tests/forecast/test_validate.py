@@ -13,7 +13,12 @@ from trainyard.errors import DataError
 from trainyard.tasks.forecast.config import ConfigError, Params, params_from_dict
 from trainyard.tasks.forecast.datasets import DatasetError
 from trainyard.tasks.forecast.prepare import PREPARED_FILE, file_md5, prepare, read_prepared
-from trainyard.tasks.forecast.validate import SINGLE_SERIES, DataValidationError, validate_table
+from trainyard.tasks.forecast.validate import (
+    SINGLE_SERIES,
+    DataValidationError,
+    series_grid,
+    validate_table,
+)
 
 # Small windows: a series needs 8 + 4 + 8 + 8 = 28 steps.
 WINDOWS = {"encoder_length": 8, "horizon": 4, "validation_length": 8, "holdout_length": 8}
@@ -732,3 +737,41 @@ def test_builtin_macro_panel_prepares(tmp_path: Path) -> None:
     summary = prepare(params, tmp_path, tmp_path)
 
     assert (summary.series, summary.rows) == (6, 6 * 203)
+
+
+def test_series_grid_places_rows_as_a_date_range_per_series_would() -> None:
+    rng = np.random.default_rng(0)
+    parts = []
+    for i in range(40):  # monthly series starting in different months, with gaps
+        times = pd.date_range(f"2020-{1 + i % 12:02d}-01", periods=30 + i, freq="MS")
+        keep = rng.random(len(times)) > 0.2
+        keep[[0, -1]] = True
+        parts.append(pd.DataFrame({"s": f"s{i}", "t": times[keep]}))
+    frame = pd.concat(parts).sample(frac=1, random_state=0).reset_index(drop=True)
+    frame.loc[len(frame)] = ["s3", pd.Timestamp("2020-07-15")]  # off the grid
+
+    grid = series_grid(frame["t"], frame["s"], pd.tseries.frequencies.to_offset("MS"))
+
+    for code, label in enumerate(grid.labels):
+        rows = np.flatnonzero(grid.codes == code)
+        times = frame["t"].iloc[rows]
+        expected = pd.date_range(times.min(), times.max(), freq="MS")
+        on = times.isin(expected).to_numpy()
+        assert grid.lengths[code] == len(expected), label
+        assert (grid.steps[rows][~on] == -1).all()
+        assert (expected[grid.steps[rows][on]] == times[on]).all()
+    assert grid.steps[-1] == -1 and (grid.steps[:-1] >= 0).all()
+    whole = grid.times(np.array([1, 0]))
+    assert len(whole) == grid.lengths[1] + grid.lengths[0]
+
+
+def test_series_grid_keeps_a_time_zone_and_an_odd_start_of_hourly_data() -> None:
+    times = pd.date_range("2021-03-27 10:30", periods=60, freq="h", tz="Europe/Berlin")
+    kept = pd.Series(times.delete([5, 6, 40]))
+
+    grid = series_grid(
+        kept, pd.Series("a", index=kept.index), pd.tseries.frequencies.to_offset("h")
+    )
+
+    assert grid.lengths.tolist() == [60] and (grid.steps >= 0).all()
+    assert grid.times(np.array([0])).equals(times)  # across the DST change, in its zone
