@@ -149,6 +149,7 @@ class Outcome:
     keys: str = ""  # frequency, season, windows, origins: one line
     seconds: float = float("nan")  # trainyard's whole run_family
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # row -> metric -> value
+    validation: dict[str, dict[str, float]] = field(default_factory=dict)  # what chose
     fit_seconds: dict[str, float] = field(default_factory=dict)  # row -> seconds
     candidates: list[str] = field(default_factory=list)  # trained and derived (ensemble)
     notes: list[str] = field(default_factory=list)  # e.g. the ensemble's members
@@ -193,8 +194,9 @@ def forecast_params(csv: str, project: Path, args: argparse.Namespace) -> tuple[
         **inference.section(),
         "dataset": {"name": csv, **inference.dataset, "missing_target": "error"},
     }
+    override["train"] = {"stop_on": args.stop_on} if args.stop_on else {}
     if args.models:
-        override["train"] = {"models": args.models}
+        override["train"]["models"] = args.models
     if args.stride:
         override["evaluate"] = {"stride": args.stride}
     params = params_from_dict(merge(section, override))
@@ -202,7 +204,7 @@ def forecast_params(csv: str, project: Path, args: argparse.Namespace) -> tuple[
     keys = (
         f"{d.frequency}, season {d.season_length}, horizon {w.horizon}, encoder "
         f"{w.encoder_length}, validation {w.validation_length}, holdout {w.holdout_length}, "
-        f"stride {params.evaluate.stride}"
+        f"stride {params.evaluate.stride}, neural models stop on {params.train.stop_on}"
     )
     return params, keys
 
@@ -232,8 +234,8 @@ def run_trainyard(
 # --- statsforecast ------------------------------------------------------------------------------
 
 
-def holdout_origins(windows: Any, params: Any, series: pd.Series) -> np.ndarray:
-    """Returns each holdout window's origin as a position in `series` (its first forecast
+def window_origins(windows: Any, params: Any, series: pd.Series) -> np.ndarray:
+    """Returns each window's origin as a position in `series` (its first forecast
     step), after checking that trainyard's prepared copy is the same series."""
     arrays = windows.arrays
     assert len(arrays.series_ids) == 1, "one series per project"
@@ -281,24 +283,46 @@ def run_peers(
     series: pd.Series, params: Any, prepared: Path, fits: list[str], outcome: Outcome
 ) -> None:
     """Adds the statsforecast models' holdout scores and seconds to `outcome`, scored by
-    trainyard's `score` on trainyard's own holdout windows."""
+    trainyard's `score` on trainyard's own holdout windows; and, for a fit that has not seen
+    the validation split, the peer a statsforecast user would pick: its model with the best
+    validation score (trainyard's validation windows), scored on the holdout."""
     from trainyard.tasks.forecast.evaluate import load_windows, score
     from trainyard.tasks.forecast.forecasters import Forecast
 
-    windows = load_windows(prepared, params, "holdout")
-    origins = holdout_origins(windows, params, series)
+    holdout = load_windows(prepared, params, "holdout")
+    validation = load_windows(prepared, params, "validation")
+    origins = window_origins(holdout, params, series)
+    first = len(origins)
+    origins = np.concatenate([origins, window_origins(validation, params, series)])
     values = series.to_numpy(dtype=np.float64)
-    w = params.windows
+    w, metric = params.windows, params.evaluate.metric
     train_end = len(values) - w.holdout_length - w.validation_length
     ends = {"train": train_end, "train+validation": train_end + w.validation_length}
     for fit in fits:
         forecasts = peer_forecasts(
             values, origins, ends.get(fit), w.horizon, params.dataset.season_length
         )
+        chosen_on = {}
         for name, (point, seconds) in forecasts.items():
             row = peer_row(name, fit, fits)
-            outcome.scores[row] = score(windows.actual, Forecast(point=point), windows.scale)
+            outcome.scores[row] = score(
+                holdout.actual, Forecast(point=point[:first]), holdout.scale
+            )
             outcome.fit_seconds[row] = seconds
+            if fit != "train+validation":
+                outcome.validation[row] = score(
+                    validation.actual, Forecast(point=point[first:]), validation.scale
+                )
+                chosen_on[row] = outcome.validation[row][metric]
+        if chosen_on:
+            best = min(chosen_on, key=chosen_on.get)
+            outcome.scores[chosen_peer_row(fit, fits)] = outcome.scores[best]
+            outcome.notes.append(f"{chosen_peer_row(fit, fits)}: {best}")
+
+
+def chosen_peer_row(fit: str, fits: list[str]) -> str:
+    """Returns the table row of the statsforecast model chosen on validation."""
+    return "sf chosen on validation" + (f" [{fit}]" if len(fits) > 1 else "")
 
 
 def peer_row(name: str, fit: str, fits: list[str]) -> str:
@@ -322,6 +346,7 @@ def backtest(name: str, scratch: Path, args: argparse.Namespace) -> Outcome:
     evaluation = result.evaluation
     metric = params.evaluate.metric
     outcome.scores.update(evaluation.metrics)
+    outcome.validation.update(evaluation.selection)
     # result.trained holds the models the evaluation derived too (the ensemble).
     outcome.candidates = [m.result.name for m in result.trained]
     outcome.fit_seconds.update({m.result.name: m.result.seconds for m in result.trained})
@@ -373,8 +398,15 @@ def print_table(outcomes: list[Outcome], fits: list[str]) -> None:
     for name in models + [b for b in baselines if any(b in o.scores for o in outcomes)]:
         row(f"trainyard {name}", [cell(o.scores.get(name), width) for o in outcomes])
     peers = [peer_row(p, fit, fits) for fit in fits for p in PEERS]
-    for name in peers:
+    chosen_peers = [chosen_peer_row(fit, fits) for fit in fits]
+    chosen_peers = [c for c in chosen_peers if any(c in o.scores for o in outcomes)]
+    for name in peers + chosen_peers:
         row(name, [cell(o.scores.get(name), width) for o in outcomes])
+    print("-" * len(header))
+    print("validation (what the challenger was chosen on):")
+    scored = [b for b in baselines + peers if any(b in o.validation for o in outcomes)]
+    for name in models + scored:
+        row(f"  {name}", [cell(o.validation.get(name), width) for o in outcomes])
     print("-" * len(header))
     row("seconds: trainyard run", [f"{o.seconds:.0f}" for o in outcomes])
     for name in models:
@@ -388,6 +420,7 @@ def print_table(outcomes: list[Outcome], fits: list[str]) -> None:
     for o in outcomes:
         print(f"{o.name}: {'; '.join([o.keys, *o.notes])}")
     print()
+    tally = {"best statsforecast": [0, 0], "statsforecast chosen on validation": [0, 0]}
     for o in outcomes:
         if o.error:
             print(f"{o.name}: FAILED - {o.error}")
@@ -397,14 +430,24 @@ def print_table(outcomes: list[Outcome], fits: list[str]) -> None:
         best = min(
             (n for n in peers if n in o.scores), key=lambda n: o.scores[n]["mase"], default=None
         )
-        if best is None:
-            continue
-        theirs = o.scores[best]["mase"]
-        verdict = "at least as accurate" if ours <= theirs else "less accurate"
-        print(
-            f"{o.name}: trainyard's {o.chosen} MASE {ours:.3f} vs best statsforecast "
-            f"{best} {theirs:.3f}: {verdict} (ratio {ours / theirs:.2f})"
-        )
+        honest = next((c for c in chosen_peers if c in o.scores), None)
+        for against, name in (
+            ("best statsforecast", best),
+            ("statsforecast chosen on validation", honest),
+        ):
+            if name is None:
+                continue
+            theirs = o.scores[name]["mase"]
+            verdict = "at least as accurate" if ours <= theirs else "less accurate"
+            tally[against][0] += ours <= theirs
+            tally[against][1] += ours < theirs
+            print(
+                f"{o.name}: trainyard's {o.chosen} MASE {ours:.3f} vs {against} "
+                f"({name}) {theirs:.3f}: {verdict} (ratio {ours / theirs:.2f})"
+            )
+    done = sum(bool(o.chosen) for o in outcomes)
+    for against, (level, better) in tally.items():
+        print(f"vs {against}: at least as accurate on {level} of {done} series, better on {better}")
 
 
 def main() -> None:
@@ -418,6 +461,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--models", nargs="+", default=None, help="trainyard's models (default: the profile's)"
+    )
+    parser.add_argument(
+        "--stop-on",
+        choices=["validation", "train"],
+        default=None,
+        help="where the neural models stop early (train.stop_on; default: the profile's)",
     )
     parser.add_argument(
         "--stride", type=int, default=0, help="steps between holdout origins (default: profile's)"

@@ -28,6 +28,7 @@ METRICS = ("mae", "rmse", "smape", "mase")  # holdout metrics; all lower-is-bett
 NEURAL_KINDS = ("lstm", "tcn", "tft")  # trained with Lightning
 MODEL_KINDS = NEURAL_KINDS + STATISTICAL_KINDS  # the forecasters train.models can name
 TARGET_TRANSFORMS = ("none", "log", "boxcox")  # train.target_transform: the neural models' target
+STOP_ON = ("validation", "train")  # train.stop_on: the windows the neural models stop early on
 
 
 class DatasetConfig(Section):
@@ -125,6 +126,11 @@ class TrainConfig(TrainBase):
     # checkpoint), evenly spread over the series; 0 = all. A 10,000-series panel has 130,000.
     # The evaluation still scores every validation origin at evaluate.stride.
     validation_windows: WholeNumber = 20000
+    # Where the neural models stop early and keep their best checkpoint: "validation", or
+    # "train" (the last windows.validation_length steps of each series' train split, which
+    # they then do not fit): validation then scores them as it scores the statistical models,
+    # which never see it, so the challenger is chosen without an early-stopping bias.
+    stop_on: Text = "validation"
     lstm: LSTMConfig = Field(default_factory=LSTMConfig)
     tcn: TCNConfig = Field(default_factory=TCNConfig)
     tft: TFTConfig = Field(default_factory=TFTConfig)
@@ -211,6 +217,10 @@ class Params(FamilySection):
             problems.append(
                 f"train.target_transform must be one of {', '.join(TARGET_TRANSFORMS)}, got "
                 f"{train.target_transform!r}"
+            )
+        if train.stop_on not in STOP_ON:
+            problems.append(
+                f"train.stop_on must be one of {', '.join(STOP_ON)}, got {train.stop_on!r}"
             )
         if any(season < 1 for season in stats.extra_seasons):
             problems.append(

@@ -24,6 +24,7 @@ from trainyard.tasks.family import CHECKPOINT, TrainingSetup, load_checkpoint
 from trainyard.tasks.forecast.config import STATISTICAL_KINDS, TARGET_TRANSFORMS, Params
 from trainyard.tasks.forecast.metrics import seasonal_naive_scale
 from trainyard.tasks.forecast.windows import (
+    STOP,
     SeriesArrays,
     TargetTransform,
     WindowIndex,
@@ -31,6 +32,7 @@ from trainyard.tasks.forecast.windows import (
     check_positive,
     gather_windows,
     spread,
+    stop_split,
     window_index,
 )
 
@@ -58,30 +60,53 @@ class ForecasterKind:
     ]
 
 
+def fit_and_stop_windows(arrays: SeriesArrays, params: Params) -> tuple[WindowIndex, WindowIndex]:
+    """Returns the windows a neural model fits (every one) and those it stops early on (at
+    most train.validation_windows, spread over the series): the validation split's, or with
+    train.stop_on "train" the last windows.validation_length steps of the train split's."""
+    windows, train = params.windows, params.train
+    stop = "validation"
+    if train.stop_on == "train":
+        arrays, stop = stop_split(arrays, windows.validation_length), STOP
+    fit = window_index(arrays, "train", windows.encoder_length, windows.horizon)
+    check = spread(
+        window_index(arrays, stop, windows.encoder_length, windows.horizon),
+        train.validation_windows,
+    )
+    for name, index in (("train", fit), ("early-stopping", check)):
+        if len(index) == 0:
+            where = (
+                f"the last {windows.validation_length} steps of the train split"
+                if name == "early-stopping" and stop == STOP
+                else "its split"
+            )
+            advice = (
+                "Lengthen the series or set train.stop_on: validation"
+                if stop == STOP
+                else "Lengthen windows.validation_length or fix the gaps"
+            )
+            raise DataError(
+                f"no complete {name} windows: none of the series holds an encoder and horizon "
+                f"({windows.encoder_length} + {windows.horizon} steps) with its horizon in "
+                f"{where} and no missing target. {advice}."
+            )
+    return fit, check
+
+
 def _window_loaders(arrays: SeriesArrays, params: Params) -> tuple[WindowLoader, WindowLoader]:
     windows, train = params.windows, params.train
-    loaders = []
-    for split, shuffle in (("train", True), ("validation", False)):
-        index = window_index(arrays, split, windows.encoder_length, windows.horizon)
-        if split == "validation":
-            index = spread(index, train.validation_windows)
-        if len(index) == 0:
-            raise DataError(
-                f"no complete {split} windows: every {split} window touches a missing target. "
-                "Lengthen windows.validation_length or fix the gaps."
-            )
-        loaders.append(
-            WindowLoader(
-                arrays,
-                index,
-                windows.encoder_length,
-                windows.horizon,
-                train.batch_size,
-                shuffle=shuffle,
-                seed=train.seed,
-            )
+    return tuple(
+        WindowLoader(
+            arrays,
+            index,
+            windows.encoder_length,
+            windows.horizon,
+            train.batch_size,
+            shuffle=shuffle,
+            seed=train.seed,
         )
-    return loaders[0], loaders[1]
+        for index, shuffle in zip(fit_and_stop_windows(arrays, params), (True, False), strict=True)
+    )
 
 
 COVARIATE_STATS = "covariate_stats"  # file (.json) beside a window model's checkpoint
@@ -254,9 +279,10 @@ def conformal_intervals(
 ) -> dict[str, Any]:
     """Returns the `intervals` file of a trained window model: per horizon step, the
     quantiles of its validation residuals in units of each window's encoder scale (split
-    conformal; every validation window, stride 1), on its transformed target. The windows
-    also chose its early stop, so coverage on new data may fall a little short of the level:
-    the holdout reports it."""
+    conformal; every validation window, stride 1), on its transformed target. Unless the
+    model stopped early on the train split (train.stop_on), the windows also chose its early
+    stop, so coverage on new data may fall a little short of the level: the holdout reports
+    it."""
     windows, level = params.windows, params.train.interval_level
     index = window_index(arrays, "validation", windows.encoder_length, windows.horizon)
     module = FORECASTERS[kind].load(Path(model_dir), params)
@@ -419,16 +445,13 @@ def setup_tft(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Trai
     transform (JSON) to be rebuilt. A target the transform cannot take is refused here."""
     from trainyard.models.forecast.tft import TFTForecaster
 
-    windows, train = params.windows, params.train
+    train = params.train
     transform = TargetTransform.fit(train.target_transform, arrays, params.dataset)
     train_rows = _tft_training_rows(table, params)
     target = TFTTarget.fit(train_rows, params, transform)
     training, everything = _tft_datasets(table, params, target)
     loaders = []
-    for split, is_train in (("train", True), ("validation", False)):
-        index = window_index(arrays, split, windows.encoder_length, windows.horizon)
-        if not is_train:
-            index = spread(index, train.validation_windows)
+    for index, is_train in zip(fit_and_stop_windows(arrays, params), (True, False), strict=True):
         dataset = _same_windows(training if is_train else everything, arrays, index)
         generator = torch.Generator().manual_seed(train.seed)
         loaders.append(

@@ -19,6 +19,8 @@ from trainyard.errors import DataError
 from trainyard.tasks.forecast.config import DatasetConfig
 
 SPLIT_CODES = {"train": 0, "validation": 1, "holdout": 2}
+STOP = "stop"  # the end of the train split, when the neural models stop early on it
+STOP_CODE = 3
 
 # Per series: (mean, std) of each covariate on its training split.
 CovariateStats = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -234,6 +236,21 @@ def spread(index: WindowIndex, limit: int) -> WindowIndex:
     return WindowIndex(index.starts[chosen], index.series[chosen], index.origins[chosen])
 
 
+def stop_split(arrays: SeriesArrays, length: int) -> SeriesArrays:
+    """Returns `arrays` with the last `length` steps of each series' train split relabelled
+    STOP: windows whose horizon lies there choose the neural models' early stop, and the
+    train split's windows end before them. Validation then scores every model alike (none
+    has seen it), so the challenger is chosen on it without an early-stopping bias."""
+    train = arrays.split == SPLIT_CODES["train"]
+    order = np.argsort(arrays.offsets)  # the series in row order
+    series = np.repeat(order, arrays.lengths[order])
+    position = np.arange(len(series)) - arrays.offsets[series]
+    train_rows = np.bincount(series, weights=train, minlength=len(arrays.lengths))
+    split = arrays.split.copy()
+    split[train & (position >= train_rows[series] - length)] = STOP_CODE
+    return replace(arrays, split=split)
+
+
 def window_index(
     arrays: SeriesArrays,
     split: str,
@@ -243,7 +260,7 @@ def window_index(
 ) -> WindowIndex:
     """Returns every window whose horizon lies wholly in `split` and that touches no missing
     target; for the holdout, origins step by `stride` from the holdout's first step."""
-    code = SPLIT_CODES[split]
+    code = STOP_CODE if split == STOP else SPLIT_CODES[split]
     length = encoder_length + horizon
     missing = torch.isnan(arrays.target).numpy()
     starts, series, origins = [], [], []

@@ -241,6 +241,10 @@ def test_unknown_model_name_is_refused_before_any_work() -> None:
             "params.train.tft.attention_head_size must be at least 1, got 0",
         ),
         ({"evaluate": {"plot_series": -1}}, "params.evaluate.plot_series must be at least 0"),
+        (
+            {"train": {"stop_on": "holdout"}},
+            "train.stop_on must be one of validation, train, got 'holdout'",
+        ),
     ],
 )
 def test_out_of_range_values_name_the_key_and_the_allowed_range(values: dict, message: str) -> None:

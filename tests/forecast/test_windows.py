@@ -14,10 +14,13 @@ import torch
 from trainyard.tasks.forecast.config import DatasetConfig, WindowConfig
 from trainyard.tasks.forecast.prepare import assign_splits
 from trainyard.tasks.forecast.windows import (
+    STOP,
+    STOP_CODE,
     SeriesArrays,
     WindowLoader,
     gather_windows,
     spread,
+    stop_split,
     window_index,
 )
 
@@ -193,6 +196,26 @@ def test_a_validation_cap_keeps_windows_of_every_series_spread_over_time() -> No
     assert chosen <= set(zip(index.series, index.origins, strict=True))
     assert torch.equal(spread(index, 0).starts, index.starts)  # 0: all windows
     assert len(spread(index, 10_000)) == len(index)
+
+
+def test_stop_split_takes_the_last_steps_of_each_train_split_and_nothing_else() -> None:
+    arrays = arrays_for({"a": 40, "b": 31, "c": 25})  # train splits of 24, 15 and 9 steps
+    stopped = stop_split(arrays, 6)
+
+    for position, n_train in enumerate([24, 15, 9]):
+        rows = slice(arrays.offsets[position], arrays.offsets[position] + arrays.lengths[position])
+        before, after = arrays.split[rows], stopped.split[rows]
+        assert (after[: n_train - 6] == SPLIT_CODES["train"]).all()
+        assert (after[n_train - 6 : n_train] == STOP_CODE).all()
+        assert (after[n_train:] == before[n_train:]).all()  # validation, holdout untouched
+    assert (arrays.split != STOP_CODE).all()  # the input is not changed
+
+    fit = window_index(stopped, "train", ENC, HOR)
+    stop = window_index(stopped, STOP, ENC, HOR)
+    a_fit, a_stop = fit.origins[fit.series == 0], stop.origins[stop.series == 0]
+    assert a_fit.tolist() == list(range(ENC, 24 - 6 - HOR + 1))  # horizons end by step 17
+    assert a_stop.tolist() == list(range(24 - 6, 24 - HOR + 1))  # horizons in steps 18..23
+    assert 2 not in fit.series  # c: 3 train steps left, fewer than a window needs
 
 
 def test_series_shorter_than_a_window_gives_no_windows() -> None:
@@ -379,3 +402,40 @@ def test_loader_batches_match_gather_windows() -> None:
     assert batch.keys() == expected.keys()
     for key in batch:
         assert torch.equal(batch[key], expected[key])
+
+
+@pytest.mark.parametrize("stop_on", ["validation", "train"])
+def test_neural_models_fit_train_windows_and_stop_on_windows_they_do_not_fit(stop_on: str) -> None:
+    from trainyard.tasks.forecast.config import params_from_dict
+    from trainyard.tasks.forecast.forecasters import fit_and_stop_windows
+
+    arrays = arrays_for({"a": 40, "b": 60})
+    params = params_from_dict(
+        {"windows": WINDOWS.model_dump(), "train": {"stop_on": stop_on, "validation_windows": 0}}
+    )
+
+    fit, stop = fit_and_stop_windows(arrays, params)
+
+    if stop_on == "validation":
+        assert torch.equal(fit.starts, window_index(arrays, "train", ENC, HOR).starts)
+        assert torch.equal(stop.starts, window_index(arrays, "validation", ENC, HOR).starts)
+    else:  # the last validation_length (8) train steps: a's train is 0..23, b's 0..43
+        stopped = stop_split(arrays, WINDOWS.validation_length)
+        assert torch.equal(fit.starts, window_index(stopped, "train", ENC, HOR).starts)
+        assert stop.origins[stop.series == 0].tolist() == list(range(16, 24 - HOR + 1))
+        assert stop.origins[stop.series == 1].tolist() == list(range(36, 44 - HOR + 1))
+    for position in (0, 1):  # no fitted horizon reaches a step the stop windows score
+        last_fit = fit.origins[fit.series == position].max() + HOR - 1
+        assert last_fit < stop.origins[stop.series == position].min()
+
+
+def test_stopping_on_train_with_too_short_a_train_split_says_what_to_do() -> None:
+    from trainyard.errors import DataError
+    from trainyard.tasks.forecast.config import params_from_dict
+    from trainyard.tasks.forecast.forecasters import fit_and_stop_windows
+
+    arrays = arrays_for({"a": 30})  # 14 train steps: 6 once 8 are kept for stopping
+    params = params_from_dict({"windows": WINDOWS.model_dump(), "train": {"stop_on": "train"}})
+
+    with pytest.raises(DataError, match=r"no complete train windows.*train.stop_on: validation"):
+        fit_and_stop_windows(arrays, params)

@@ -1,0 +1,59 @@
+"""train.stop_on: where the neural forecasters stop early. On "train" nothing of the validation
+split reaches a trained model, so validation scores it as it scores the statistical models; on
+"validation" (the default) the validation windows choose its early stop and best checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.forecast.test_target_scaling import STEPS, multiplicative, params
+from trainyard.tasks.family import CHECKPOINT
+from trainyard.tasks.forecast.family import FORECAST
+from trainyard.tasks.forecast.prepare import prepare
+from trainyard.tasks.training import train_model
+
+pytestmark = pytest.mark.filterwarnings("ignore:Attribute '.*' is an instance of `nn.Module`")
+
+VALIDATION_ROWS = slice(STEPS - 8 - 16, STEPS - 8)  # tiny_params: holdout 8, validation 16
+
+
+def prepared_with_validation_scaled(root: Path, factor: float) -> Path:
+    """Returns a prepared copy of two multiplicative series whose validation targets are
+    multiplied by `factor` (train and holdout untouched)."""
+    frame = multiplicative({"a": 10.0, "b": 50.0}).reset_index(drop=True)
+    for store in ("a", "b"):
+        rows = frame.index[frame["store"] == store][VALIDATION_ROWS]
+        frame.loc[rows, "y"] *= factor
+    root.mkdir(parents=True)
+    frame.to_csv(root / "data.csv", index=False)
+    return Path(prepare(params(), root, root / "prepared").path)
+
+
+def weights(model_dir: str) -> dict[str, torch.Tensor]:
+    return torch.load(Path(model_dir) / CHECKPOINT, map_location="cpu", weights_only=True)[
+        "state_dict"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "tft"])
+def test_stopping_on_train_makes_a_model_blind_to_its_validation_split(
+    tmp_path: Path, kind: str
+) -> None:
+    trained = {}
+    for stop_on in ("train", "validation"):
+        config = params(models=[kind], min_steps=0, max_epochs=3, patience=1, stop_on=stop_on)
+        for factor in (1.0, 1.5):
+            path = prepared_with_validation_scaled(tmp_path / f"{stop_on}-{factor}", factor)
+            out = tmp_path / f"{stop_on}-{factor}-models"
+            trained[stop_on, factor] = train_model(FORECAST, kind, path, config, out)
+
+    blind = [weights(trained["train", f].model_dir) for f in (1.0, 1.5)]
+    for name, tensor in blind[0].items():
+        assert torch.equal(tensor, blind[1][name]), name
+    assert trained["train", 1.0].history == trained["train", 1.5].history
+    # On validation, the same change moves every epoch's validation loss: it chose the stop.
+    seen = [[e["val/loss"] for e in trained["validation", f].history] for f in (1.0, 1.5)]
+    assert len(seen[0]) == len(seen[1]) and all(a != b for a, b in zip(*seen, strict=True))
