@@ -70,6 +70,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ("AutoETS", "AutoARIMA", "AutoTheta")  # statsforecast.models classes
@@ -194,7 +195,10 @@ def forecast_params(csv: str, project: Path, args: argparse.Namespace) -> tuple[
         **inference.section(),
         "dataset": {"name": csv, **inference.dataset, "missing_target": "error"},
     }
-    override["train"] = {"stop_on": args.stop_on} if args.stop_on else {}
+    override["train"] = {}
+    for setting in args.train:
+        key, _, value = setting.partition("=")
+        override["train"][key] = yaml.safe_load(value)
     if args.models:
         override["train"]["models"] = args.models
     if args.stride:
@@ -204,7 +208,8 @@ def forecast_params(csv: str, project: Path, args: argparse.Namespace) -> tuple[
     keys = (
         f"{d.frequency}, season {d.season_length}, horizon {w.horizon}, encoder "
         f"{w.encoder_length}, validation {w.validation_length}, holdout {w.holdout_length}, "
-        f"stride {params.evaluate.stride}, neural models stop on {params.train.stop_on}"
+        f"stride {params.evaluate.stride}"
+        + "".join(f", train.{s.partition('=')[0]} {s.partition('=')[2]}" for s in args.train)
     )
     return params, keys
 
@@ -463,10 +468,11 @@ def main() -> None:
         "--models", nargs="+", default=None, help="trainyard's models (default: the profile's)"
     )
     parser.add_argument(
-        "--stop-on",
-        choices=["validation", "train"],
-        default=None,
-        help="where the neural models stop early (train.stop_on; default: the profile's)",
+        "--train",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="forecast.train settings, e.g. stop_on=train anchor=season",
     )
     parser.add_argument(
         "--stride", type=int, default=0, help="steps between holdout origins (default: profile's)"

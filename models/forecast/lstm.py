@@ -52,7 +52,8 @@ class LSTMForecaster(WindowForecaster):
         num_layers: int = 2,
         dropout: float = 0.0,
         learning_rate: float = 3e-3,
+        anchor_season: int = 1,
     ):
         network = LSTMNetwork(input_size, n_known, horizon, hidden_size, num_layers, dropout)
-        super().__init__(network, learning_rate)
+        super().__init__(network, learning_rate, anchor_season)
         self.save_hyperparameters()

@@ -90,6 +90,7 @@ class TCNForecaster(WindowForecaster):
         dilations: tuple[int, ...] = (1, 2, 4, 8, 16),
         dropout: float = 0.0,
         learning_rate: float = 3e-3,
+        anchor_season: int = 1,
     ):
         field = receptive_field(kernel_size, list(dilations))
         if field < encoder_length:
@@ -100,5 +101,5 @@ class TCNForecaster(WindowForecaster):
         network = TCNNetwork(
             input_size, n_known, horizon, channels, kernel_size, list(dilations), dropout
         )
-        super().__init__(network, learning_rate)
+        super().__init__(network, learning_rate, anchor_season)
         self.save_hyperparameters()

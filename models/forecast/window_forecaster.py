@@ -31,13 +31,16 @@ class WindowForecaster(L.LightningModule):
 
     The network gets (scaled encoder target [B, E, 1] ++ encoder covariates [B, E, C],
     known future covariates [B, H, K]) and returns [B, H] in scaled units, as an offset from
-    the last observed (scaled) value.
+    an anchor: the last observed (scaled) value, or with `anchor_season` s > 1 the value one
+    season before each step (seasonal naive, the encoder's last s steps repeated), so an
+    untrained network starts from the naive or the seasonal naive forecast.
     """
 
-    def __init__(self, network: nn.Module, learning_rate: float = 3e-3):
+    def __init__(self, network: nn.Module, learning_rate: float = 3e-3, anchor_season: int = 1):
         super().__init__()
         self.network = network
         self.learning_rate = learning_rate
+        self.anchor_season = anchor_season
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Returns {"prediction": [B, H]} in the target's own units."""
@@ -45,8 +48,16 @@ class WindowForecaster(L.LightningModule):
         scaled = ((batch["encoder_target"] - mean) / std).unsqueeze(-1)
         inputs = torch.cat([scaled, batch["encoder_covariates"]], dim=-1)
         offset = self.network(inputs, batch["decoder_known"])
-        prediction = (scaled[:, -1] + offset) * std + mean
+        prediction = (self.anchor(scaled[..., 0], offset.shape[1]) + offset) * std + mean
         return {"prediction": prediction, "std": std}
+
+    def anchor(self, scaled: torch.Tensor, horizon: int) -> torch.Tensor:
+        """Returns the anchor of each step ([B, H] or [B, 1]) from the scaled encoder [B, E]."""
+        season = self.anchor_season
+        if season <= 1:
+            return scaled[:, -1:]
+        encoder = scaled.shape[1]
+        return scaled[:, torch.arange(horizon, device=scaled.device) % season + encoder - season]
 
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (loss, prediction) for one batch."""

@@ -28,6 +28,7 @@ METRICS = ("mae", "rmse", "smape", "mase")  # holdout metrics; all lower-is-bett
 NEURAL_KINDS = ("lstm", "tcn", "tft")  # trained with Lightning
 MODEL_KINDS = NEURAL_KINDS + STATISTICAL_KINDS  # the forecasters train.models can name
 TARGET_TRANSFORMS = ("none", "log", "boxcox")  # train.target_transform: the neural models' target
+ANCHORS = ("last", "season")  # train.anchor: what LSTM/TCN forecast an offset from
 STOP_ON = ("validation", "train")  # train.stop_on: the windows the neural models stop early on
 
 
@@ -131,6 +132,10 @@ class TrainConfig(TrainBase):
     # they then do not fit): validation then scores them as it scores the statistical models,
     # which never see it, so the challenger is chosen without an early-stopping bias.
     stop_on: Text = "validation"
+    # What LSTM and TCN forecast an offset from: "last" (the last observed value: an untrained
+    # network is the naive forecast) or "season" (the value a season before each step:
+    # seasonal naive; "last" where dataset.season_length is 1 or longer than the encoder).
+    anchor: Text = "last"
     lstm: LSTMConfig = Field(default_factory=LSTMConfig)
     tcn: TCNConfig = Field(default_factory=TCNConfig)
     tft: TFTConfig = Field(default_factory=TFTConfig)
@@ -217,6 +222,10 @@ class Params(FamilySection):
             problems.append(
                 f"train.target_transform must be one of {', '.join(TARGET_TRANSFORMS)}, got "
                 f"{train.target_transform!r}"
+            )
+        if train.anchor not in ANCHORS:
+            problems.append(
+                f"train.anchor must be one of {', '.join(ANCHORS)}, got {train.anchor!r}"
             )
         if train.stop_on not in STOP_ON:
             problems.append(

@@ -176,6 +176,14 @@ def _input_size(arrays: SeriesArrays) -> int:
     return 1 + arrays.covariates.shape[1]
 
 
+def anchor_season(params: Params) -> int:
+    """Returns the season LSTM/TCN anchor their forecasts on (1: the last value)."""
+    season = params.dataset.season_length
+    if params.train.anchor == "season" and 1 < season <= params.windows.encoder_length:
+        return season
+    return 1
+
+
 def _window_setup(
     module: type[L.LightningModule], hparams: dict[str, Any], arrays: SeriesArrays, params: Params
 ) -> TrainingSetup:
@@ -203,6 +211,7 @@ def setup_lstm(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Tra
         "num_layers": cfg.num_layers,
         "dropout": cfg.dropout,
         "learning_rate": params.train.learning_rate,
+        "anchor_season": anchor_season(params),
     }
     return _window_setup(LSTMForecaster, hparams, arrays, params)
 
@@ -220,6 +229,7 @@ def setup_tcn(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Trai
         "dilations": tuple(cfg.dilations),
         "dropout": cfg.dropout,
         "learning_rate": params.train.learning_rate,
+        "anchor_season": anchor_season(params),
     }
     return _window_setup(TCNForecaster, hparams, arrays, params)
 

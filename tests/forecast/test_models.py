@@ -444,3 +444,37 @@ def test_a_window_model_keeps_its_covariate_scaling_as_json_not_a_pickle(
     (model_dir / "covariate_stats.json").rename(model_dir / "covariate_stats.pkl")
     with pytest.raises(DataError, match="no longer loads"):
         read_covariate_stats(model_dir)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "tcn"])
+@pytest.mark.parametrize("anchor", ["last", "season"])
+def test_an_untrained_offset_forecasts_the_naive_or_seasonal_naive_anchor(
+    kind: str, anchor: str, prepared
+) -> None:
+    """With the network's offset zeroed, the forecast is its anchor: the last encoder value,
+    or (train.anchor season, season 7) the encoder's last 7 values repeated over the horizon."""
+    arrays, table = prepared
+    setup = FORECASTERS[kind].setup(arrays, table, tiny_params(anchor=anchor))
+    module, batch = setup.module, next(iter(setup.train_loader))
+    assert module.hparams.anchor_season == (7 if anchor == "season" else 1)
+    module.network.forward = lambda encoder, known: torch.zeros(len(encoder), HOR)
+
+    forecast = module(batch)["prediction"]
+
+    encoder = batch["encoder_target"]
+    if anchor == "season":  # HOR (4) < the season: one season back from each step
+        expected = encoder[:, ENC - 7 : ENC - 7 + HOR]
+    else:
+        expected = encoder[:, -1:].expand(-1, HOR)
+    torch.testing.assert_close(forecast, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_a_season_longer_than_the_encoder_anchors_on_the_last_value() -> None:
+    from trainyard.tasks.forecast.forecasters import anchor_season
+
+    values = tiny_params(anchor="season").to_dict()
+    assert anchor_season(params_from_dict(values)) == 7
+    values["dataset"]["season_length"] = ENC + 1  # co2 weekly: 52 weeks, encoder 48
+    assert anchor_season(params_from_dict(values)) == 1
+    values["dataset"]["season_length"], values["train"]["anchor"] = 7, "last"
+    assert anchor_season(params_from_dict(values)) == 1
