@@ -478,3 +478,15 @@ def test_a_season_longer_than_the_encoder_anchors_on_the_last_value() -> None:
     assert anchor_season(params_from_dict(values)) == 1
     values["dataset"]["season_length"], values["train"]["anchor"] = 7, "last"
     assert anchor_season(params_from_dict(values)) == 1
+
+
+def test_a_seasonally_anchored_model_loads_back_with_its_anchor(
+    prepared_path: Path, tmp_path: Path
+) -> None:
+    params = tiny_params(max_epochs=1, limit_train_batches=2, anchor="season")
+    result = train_model(FORECAST, "tcn", prepared_path, params, tmp_path / "models")
+    assert result.hparams["anchor_season"] == 7
+
+    # Loaded with params that say "last", it still anchors as it was trained (its checkpoint).
+    module = FORECASTERS["tcn"].load(Path(result.model_dir), tiny_params())
+    assert module.anchor_season == 7
