@@ -196,9 +196,10 @@ def forecast_params(csv: str, project: Path, args: argparse.Namespace) -> tuple[
         "dataset": {"name": csv, **inference.dataset, "missing_target": "error"},
     }
     override["train"] = {}
-    for setting in args.train:
-        key, _, value = setting.partition("=")
-        override["train"][key] = yaml.safe_load(value)
+    for section_name, settings in (("train", args.train), ("windows", args.windows)):
+        for setting in settings:
+            key, _, value = setting.partition("=")
+            override.setdefault(section_name, {})[key] = yaml.safe_load(value)
     if args.models:
         override["train"]["models"] = args.models
     if args.stride:
@@ -209,7 +210,11 @@ def forecast_params(csv: str, project: Path, args: argparse.Namespace) -> tuple[
         f"{d.frequency}, season {d.season_length}, horizon {w.horizon}, encoder "
         f"{w.encoder_length}, validation {w.validation_length}, holdout {w.holdout_length}, "
         f"stride {params.evaluate.stride}"
-        + "".join(f", train.{s.partition('=')[0]} {s.partition('=')[2]}" for s in args.train)
+        + "".join(
+            f", {name}.{s.partition('=')[0]} {s.partition('=')[2]}"
+            for name, given in (("train", args.train), ("windows", args.windows))
+            for s in given
+        )
     )
     return params, keys
 
@@ -473,6 +478,13 @@ def main() -> None:
         default=[],
         metavar="KEY=VALUE",
         help="forecast.train settings, e.g. stop_on=train anchor=season",
+    )
+    parser.add_argument(
+        "--windows",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="forecast.windows settings over the inferred ones, e.g. encoder_length=48",
     )
     parser.add_argument(
         "--stride", type=int, default=0, help="steps between holdout origins (default: profile's)"
