@@ -282,6 +282,14 @@ class Family(abc.ABC):
     def setup(self, name: str, prepared_path: Path, params: FamilySection) -> TrainingSetup:
         """Returns model `name`, fresh, with what training it needs (in a child process)."""
 
+    def refit_params(
+        self, name: str, prepared_path: Path, params: FamilySection
+    ) -> FamilySection | None:
+        """Returns the params to train model `name` again with, from scratch, on the data its
+        early stop held out, for as many epochs as its best checkpoint took; None (the
+        default): the best checkpoint is the model."""
+        return None
+
     def calibrate(
         self, name: str, model_dir: Path, prepared_path: Path, params: FamilySection
     ) -> dict[str, Any]:

@@ -171,6 +171,12 @@ def train_model(
             log.warning("%s: %s cannot be resumed (%s); training from scratch", name, last, error)
             _empty(work_dir)
             fitted = fit(family, name, prepared_path, params, work_dir, progress_queue, None)
+        refit = family.refit_params(name, prepared_path, params)
+        if refit is not None:
+            fitted.hparams = {
+                **fitted.hparams,
+                "refit_steps": _refit(family, name, prepared_path, refit, work_dir, fitted),
+            }
         seconds = time.perf_counter() - started
         staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-done-"))
         shutil.copy2(work_dir / CHECKPOINT, staging / CHECKPOINT)
@@ -206,6 +212,47 @@ def train_model(
         processes=fitted.processes,
         train_batches=fitted.train_batches,
     )
+
+
+def _refit(
+    family: Family,
+    name: str,
+    prepared_path: Path,
+    params: FamilySection,
+    work_dir: Path,
+    fitted: Fitted,
+) -> int:
+    """Trains model `name` again from scratch with `params` (the family's refit_params: the
+    data its early stop held out included), in this process, for as many epochs as its best
+    checkpoint took, and writes it over work_dir's best checkpoint. Returns its steps."""
+    best = torch.load(work_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    L.seed_everything(params.train.seed, workers=True, verbose=False)
+    setup = family.setup(name, prepared_path, params)
+    batches = max(len(setup.train_loader), 1)
+    if params.train.limit_train_batches:
+        batches = min(batches, params.train.limit_train_batches)
+    steps = max(1, round(best["global_step"] * batches / max(fitted.train_batches, 1)))
+    trainer = L.Trainer(
+        max_steps=steps,
+        max_epochs=-1,
+        limit_train_batches=params.train.limit_train_batches or None,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        gradient_clip_val=setup.gradient_clip,
+        callbacks=[DivergenceGuard(name), RandomState()],
+        accelerator="cpu",
+        devices=1,
+        deterministic=True,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=work_dir,
+    )
+    warnings.filterwarnings("ignore", message=r"You defined a `validation_step` but have no")
+    trainer.fit(setup.module, setup.train_loader, weights_only=True)
+    trainer.save_checkpoint(work_dir / CHECKPOINT, weights_only=True)
+    return steps
 
 
 def fit_direct(

@@ -9,6 +9,7 @@ from pydantic import Field
 from trainyard.config import (
     EvaluateBase,
     FamilySection,
+    Flag,
     Number,
     NumberList,
     Section,
@@ -131,7 +132,11 @@ class TrainConfig(TrainBase):
     # "train" (the last windows.validation_length steps of each series' train split, which
     # they then do not fit): validation then scores them as it scores the statistical models,
     # which never see it, so the challenger is chosen without an early-stopping bias.
+    # params.yaml sets "train" with refit; a section without the keys keeps the old way.
     stop_on: Text = "validation"
+    # With stop_on "train": train each neural model again from scratch on every train window
+    # (the stop split too) for as many epochs as its best checkpoint took.
+    refit: Flag = False
     # What LSTM and TCN forecast an offset from: "last" (the last observed value: an untrained
     # network is the naive forecast) or "season" (the value a season before each step:
     # seasonal naive; "last" where dataset.season_length is 1 or longer than the encoder).
@@ -230,6 +235,11 @@ class Params(FamilySection):
         if train.stop_on not in STOP_ON:
             problems.append(
                 f"train.stop_on must be one of {', '.join(STOP_ON)}, got {train.stop_on!r}"
+            )
+        if train.refit and train.stop_on != "train":
+            problems.append(
+                "train.refit trains the neural models again on the data their early stop held "
+                "out: it needs train.stop_on: train"
             )
         if any(season < 1 for season in stats.extra_seasons):
             problems.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from trainyard.tasks.forecast.config import (
 )
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")  # files --dataset hands to this family
+
+
+log = logging.getLogger(__name__)
 
 
 class ForecastFamily(Family):
@@ -93,16 +97,42 @@ class ForecastFamily(Family):
         _, arrays = self._table(prepared_path, params)
         return conformal_intervals(name, model_dir, arrays, params)
 
+    def refit_params(self, name: str, prepared_path: Path, params: Params) -> Params | None:
+        """Returns, for a neural model that stopped early on the end of the train split with
+        train.refit, the params that fit it on every train window (its validation loader is
+        then not used)."""
+        from trainyard.tasks.forecast.forecasters import stops_on_train
+
+        train = params.train
+        if name in self.direct_kinds or train.stop_on != "train" or not train.refit:
+            return None
+        if not stops_on_train(self._table(prepared_path, params)[1], params):
+            return None
+        return params.model_copy(
+            update={"train": train.model_copy(update={"stop_on": "validation"})}
+        )
+
     def check_prepared(self, prepared: preparation.PrepareSummary, params: Params) -> None:
         """Raises DataError naming the first series and step whose target the neural models'
         train.target_transform (log, boxcox) cannot take: before any model trains."""
-        kind = params.train.target_transform
-        if kind == "none" or not set(params.train.models) - set(self.direct_kinds):
+        if not set(params.train.models) - set(self.direct_kinds):
             return
+        from trainyard.tasks.forecast.forecasters import stops_on_train
         from trainyard.tasks.forecast.windows import check_positive
 
         _, arrays = self._table(Path(prepared.path), params)
-        check_positive(arrays, kind, params.dataset.target)
+        kind, windows = params.train.target_transform, params.windows
+        if kind != "none":
+            check_positive(arrays, kind, params.dataset.target)
+        if params.train.stop_on == "train" and not stops_on_train(arrays, params):
+            log.warning(
+                "train.stop_on: train needs a train split of more than windows.validation_length "
+                "(%d) + encoder_length (%d) + horizon (%d) steps with no missing target, and no "
+                "series has one: the neural models stop early on validation instead",
+                windows.validation_length,
+                windows.encoder_length,
+                windows.horizon,
+            )
 
     def fit_direct(self, name: str, prepared_path: Path, params: Params) -> DirectFit:
         """Returns statistical forecaster `name` fitted to every series' train split, with

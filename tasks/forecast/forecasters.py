@@ -60,35 +60,40 @@ class ForecasterKind:
     ]
 
 
+def stops_on_train(arrays: SeriesArrays, params: Params) -> bool:
+    """Returns whether the neural models stop early on the end of the train split: with
+    train.stop_on "train" and enough data that a window fits wholly before the stop split
+    and another's horizon lies in it; otherwise they stop on validation (check_prepared of
+    the forecast family says so before any model trains)."""
+    windows = params.windows
+    if params.train.stop_on != "train":
+        return False
+    stopped = stop_split(arrays, windows.validation_length)
+    return all(
+        len(window_index(stopped, split, windows.encoder_length, windows.horizon)) > 0
+        for split in ("train", STOP)
+    )
+
+
 def fit_and_stop_windows(arrays: SeriesArrays, params: Params) -> tuple[WindowIndex, WindowIndex]:
     """Returns the windows a neural model fits (every one) and those it stops early on (at
     most train.validation_windows, spread over the series): the validation split's, or with
-    train.stop_on "train" the last windows.validation_length steps of the train split's."""
+    train.stop_on "train" (where the series allow: stops_on_train) the last
+    windows.validation_length steps of the train split's."""
     windows, train = params.windows, params.train
     stop = "validation"
-    if train.stop_on == "train":
+    if stops_on_train(arrays, params):
         arrays, stop = stop_split(arrays, windows.validation_length), STOP
     fit = window_index(arrays, "train", windows.encoder_length, windows.horizon)
     check = spread(
         window_index(arrays, stop, windows.encoder_length, windows.horizon),
         train.validation_windows,
     )
-    for name, index in (("train", fit), ("early-stopping", check)):
+    for name, index in (("train", fit), ("validation", check)):
         if len(index) == 0:
-            where = (
-                f"the last {windows.validation_length} steps of the train split"
-                if name == "early-stopping" and stop == STOP
-                else "its split"
-            )
-            advice = (
-                "Lengthen the series or set train.stop_on: validation"
-                if stop == STOP
-                else "Lengthen windows.validation_length or fix the gaps"
-            )
             raise DataError(
-                f"no complete {name} windows: none of the series holds an encoder and horizon "
-                f"({windows.encoder_length} + {windows.horizon} steps) with its horizon in "
-                f"{where} and no missing target. {advice}."
+                f"no complete {name} windows: every {name} window touches a missing target. "
+                "Lengthen windows.validation_length or fix the gaps."
             )
     return fit, check
 

@@ -245,6 +245,7 @@ def test_unknown_model_name_is_refused_before_any_work() -> None:
             {"train": {"stop_on": "holdout"}},
             "train.stop_on must be one of validation, train, got 'holdout'",
         ),
+        ({"train": {"refit": True}}, "train.refit trains the neural models again"),
     ],
 )
 def test_out_of_range_values_name_the_key_and_the_allowed_range(values: dict, message: str) -> None:

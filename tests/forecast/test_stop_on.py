@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,3 +58,58 @@ def test_stopping_on_train_makes_a_model_blind_to_its_validation_split(
     # On validation, the same change moves every epoch's validation loss: it chose the stop.
     seen = [[e["val/loss"] for e in trained["validation", f].history] for f in (1.0, 1.5)]
     assert len(seen[0]) == len(seen[1]) and all(a != b for a, b in zip(*seen, strict=True))
+
+
+def test_a_refit_trains_on_the_stop_split_too_and_stays_blind_to_validation(
+    tmp_path: Path,
+) -> None:
+    """train.refit: after stopping on the end of the train split, the model is trained again
+    from scratch on every train window for as many epochs as its best checkpoint took."""
+    from trainyard.tasks.forecast.evaluate import load_holdout, model_forecast
+
+    trained, paths = {}, {}
+    for refit in (False, True):
+        config = params(
+            models=["tcn"], min_steps=0, max_epochs=3, patience=1, stop_on="train", refit=refit
+        )
+        for factor in (1.0, 1.5):
+            paths[factor] = prepared_with_validation_scaled(tmp_path / f"{refit}-{factor}", factor)
+            out = tmp_path / f"{refit}-{factor}-models"
+            trained[refit, factor] = train_model(FORECAST, "tcn", paths[factor], config, out)
+
+    stopped, refitted = trained[False, 1.0], trained[True, 1.0]
+    assert "refit_steps" not in stopped.hparams
+    # More windows per epoch than the stopped fit had: at least as many steps for its epochs.
+    assert refitted.hparams["refit_steps"] >= stopped.epochs
+    again = [weights(trained[True, f].model_dir) for f in (1.0, 1.5)]
+    for name, tensor in again[0].items():
+        assert torch.equal(tensor, again[1][name]), name  # validation never reached it
+    before = weights(stopped.model_dir)
+    assert any(not torch.equal(before[n], again[0][n]) for n in before)  # trained again
+
+    holdout = load_holdout(paths[1.0], config)
+    forecast = model_forecast("tcn", Path(refitted.model_dir), holdout, config)
+    assert forecast.point.shape == holdout.actual.shape
+    assert np.isfinite(forecast.point).all()
+
+
+def test_series_too_short_to_stop_on_train_are_told_and_stop_on_validation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """tiny_params: encoder 16 + horizon 4, validation 16, holdout 8: 50 steps leave a train
+    split of 26, too short for a window (20 steps) before a stop split of 16."""
+    frame = multiplicative({"a": 10.0}).head(50)
+    tmp_path.mkdir(exist_ok=True)
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    config = params(models=["lstm"], stop_on="train", refit=True)
+    summary = prepare(params(), tmp_path, tmp_path / "prepared")
+
+    with caplog.at_level("WARNING"):
+        FORECAST.check_prepared(summary, config)
+
+    assert "the neural models stop early on validation instead" in caplog.text
+    assert "windows.validation_length (16)" in caplog.text
+    assert FORECAST.refit_params("lstm", Path(summary.path), config) is None
+    longer = prepared_with_validation_scaled(tmp_path / "longer", 1.0)
+    assert FORECAST.refit_params("lstm", longer, config).train.stop_on == "validation"
+    assert FORECAST.refit_params("autoets", longer, config) is None

@@ -429,13 +429,16 @@ def test_neural_models_fit_train_windows_and_stop_on_windows_they_do_not_fit(sto
         assert last_fit < stop.origins[stop.series == position].min()
 
 
-def test_stopping_on_train_with_too_short_a_train_split_says_what_to_do() -> None:
-    from trainyard.errors import DataError
+def test_a_train_split_too_short_to_stop_on_stops_on_validation() -> None:
     from trainyard.tasks.forecast.config import params_from_dict
-    from trainyard.tasks.forecast.forecasters import fit_and_stop_windows
+    from trainyard.tasks.forecast.forecasters import fit_and_stop_windows, stops_on_train
 
-    arrays = arrays_for({"a": 30})  # 14 train steps: 6 once 8 are kept for stopping
+    arrays = arrays_for({"a": 30, "b": 40})  # 14 and 24 train steps: 6 and 16 once 8 are taken
     params = params_from_dict({"windows": WINDOWS.model_dump(), "train": {"stop_on": "train"}})
+    assert stops_on_train(arrays, params)  # b holds a window before its stop split
 
-    with pytest.raises(DataError, match=r"no complete train windows.*train.stop_on: validation"):
-        fit_and_stop_windows(arrays, params)
+    arrays = arrays_for({"a": 30})
+    assert not stops_on_train(arrays, params)
+    fit, stop = fit_and_stop_windows(arrays, params)
+    assert torch.equal(fit.starts, window_index(arrays, "train", ENC, HOR).starts)
+    assert torch.equal(stop.starts, window_index(arrays, "validation", ENC, HOR).starts)
