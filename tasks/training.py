@@ -172,7 +172,14 @@ def train_model(
             _empty(work_dir)
             fitted = fit(family, name, prepared_path, params, work_dir, progress_queue, None)
         refit = family.refit_params(name, prepared_path, params)
-        if refit is not None:
+        if refit is not None and fitted.processes > 1:
+            log.warning(
+                "%s: train.refit is skipped for a model trained in %d DDP processes; its model "
+                "is the one stopped early on the end of the train split",
+                name,
+                fitted.processes,
+            )
+        elif refit is not None:
             fitted.hparams = {
                 **fitted.hparams,
                 "refit_steps": _refit(family, name, prepared_path, refit, work_dir, fitted),

@@ -26,6 +26,8 @@ def prepared(tmp_path_factory):
     params.train.max_epochs = 3
     params.train.patience = 3
     params.train.limit_train_batches = 0
+    # Stopped on validation, as when the one-process score this compares with was measured.
+    params.train.stop_on, params.train.refit = "validation", False
     summary = FORECAST.prepare(params, ROOT, tmp_path_factory.mktemp("ddp") / "prepared")
     return params, Path(summary.path)
 
@@ -55,6 +57,22 @@ def test_two_gloo_processes_train_one_forecaster_each_on_half_the_windows(prepar
     assert together.best_score < 1.5 * alone.best_score
     assert (tmp_path / "ddp" / "lstm" / "best.ckpt").exists()
     assert _children() <= before  # no DDP process outlives the training
+
+
+@pytest.mark.slow
+def test_a_ddp_training_is_not_refitted_and_says_so(
+    prepared, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    params, path = prepared
+    params = params.model_copy(deep=True)
+    params.train.devices, params.train.max_epochs = 2, 1
+    params.train.stop_on, params.train.refit = "train", True
+
+    with caplog.at_level("WARNING"):
+        result = train_model(FORECAST, "lstm", path, params, tmp_path / "ddp", threads=2)
+
+    assert result.processes == 2 and "refit_steps" not in result.hparams
+    assert "train.refit is skipped for a model trained in 2 DDP processes" in caplog.text
 
 
 @pytest.mark.slow
