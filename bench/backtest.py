@@ -195,13 +195,12 @@ def forecast_params(csv: str, project: Path, args: argparse.Namespace) -> tuple[
         **inference.section(),
         "dataset": {"name": csv, **inference.dataset, "missing_target": "error"},
     }
-    override["train"] = {}
     for section_name, settings in (("train", args.train), ("windows", args.windows)):
         for setting in settings:
             key, _, value = setting.partition("=")
             override.setdefault(section_name, {})[key] = yaml.safe_load(value)
     if args.models:
-        override["train"]["models"] = args.models
+        override.setdefault("train", {})["models"] = args.models
     if args.stride:
         override["evaluate"] = {"stride": args.stride}
     params = params_from_dict(merge(section, override))

@@ -34,7 +34,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from trainyard.config import ConfigError, FamilySection
 from trainyard.environment import free_port, quiet_libraries
 from trainyard.errors import DivergedError, MissingStepError
-from trainyard.tasks.family import CHECKPOINT, Family, TrainResult
+from trainyard.tasks.family import CHECKPOINT, Family, TrainingSetup, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,28 @@ def train_model(
     )
 
 
+def _cpu_trainer(
+    params: FamilySection,
+    setup: TrainingSetup,
+    work_dir: Path,
+    callbacks: list[Callback],
+    **options: Any,
+) -> L.Trainer:
+    """Returns a deterministic CPU Trainer without a logger for `setup`'s module, with the
+    train.limit_train_batches cap and the setup's gradient clipping; `options` add the rest."""
+    return L.Trainer(
+        limit_train_batches=params.train.limit_train_batches or None,
+        gradient_clip_val=setup.gradient_clip,
+        callbacks=callbacks,
+        accelerator="cpu",
+        deterministic=True,
+        logger=False,
+        enable_model_summary=False,
+        default_root_dir=work_dir,
+        **options,
+    )
+
+
 def _refit(
     family: Family,
     name: str,
@@ -239,22 +261,18 @@ def _refit(
     if params.train.limit_train_batches:
         batches = min(batches, params.train.limit_train_batches)
     steps = max(1, round(best["global_step"] * batches / max(fitted.train_batches, 1)))
-    trainer = L.Trainer(
+    trainer = _cpu_trainer(
+        params,
+        setup,
+        work_dir,
+        [DivergenceGuard(name), RandomState()],
         max_steps=steps,
         max_epochs=-1,
-        limit_train_batches=params.train.limit_train_batches or None,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        gradient_clip_val=setup.gradient_clip,
-        callbacks=[DivergenceGuard(name), RandomState()],
-        accelerator="cpu",
         devices=1,
-        deterministic=True,
-        logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=work_dir,
     )
     warnings.filterwarnings("ignore", message=r"You defined a `validation_step` but have no")
     trainer.fit(setup.module, setup.train_loader, weights_only=True)
@@ -405,13 +423,11 @@ def _fit(
             "strategy": DDPStrategy(process_group_backend="gloo"),
         }
     max_epochs, max_steps = step_budget(params.train, setup.train_loader)
-    trainer = L.Trainer(
-        max_epochs=max_epochs,
-        max_steps=max_steps,
-        min_steps=params.train.min_steps or None,  # early stopping waits for them
-        limit_train_batches=params.train.limit_train_batches or None,
-        gradient_clip_val=setup.gradient_clip,
-        callbacks=[
+    trainer = _cpu_trainer(
+        params,
+        setup,
+        work_dir,
+        [
             EarlyStopping(monitor=setup.monitor, mode=setup.mode, patience=params.train.patience),
             DivergenceGuard(name),
             checkpoint,
@@ -419,13 +435,11 @@ def _fit(
             start,
             RandomState(),
         ],
-        accelerator="cpu",
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        min_steps=params.train.min_steps or None,  # early stopping waits for them
         **placement,
-        deterministic=True,
-        logger=False,
         enable_progress_bar=progress_queue is None and not distributed,
-        enable_model_summary=False,
-        default_root_dir=work_dir,
     )
     ckpt = resume_from if resume_from is not None and resume_from.exists() else None
     # The resume folder holds the checkpoints being resumed: that is the point.

@@ -18,9 +18,10 @@ from scipy import optimize, special
 from trainyard.errors import DataError
 from trainyard.tasks.forecast.config import DatasetConfig
 
-SPLIT_CODES = {"train": 0, "validation": 1, "holdout": 2}
-STOP = "stop"  # the end of the train split, when the neural models stop early on it
-STOP_CODE = 3
+STOP = "stop"  # the end of the train split, when the neural models stop early on it (never
+# a prepared row's split: stop_split relabels train rows)
+SPLIT_CODES = {"train": 0, "validation": 1, "holdout": 2, STOP: 3}
+STOP_CODE = SPLIT_CODES[STOP]
 
 # Per series: (mean, std) of each covariate on its training split.
 CovariateStats = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -260,7 +261,7 @@ def window_index(
 ) -> WindowIndex:
     """Returns every window whose horizon lies wholly in `split` and that touches no missing
     target; for the holdout, origins step by `stride` from the holdout's first step."""
-    code = STOP_CODE if split == STOP else SPLIT_CODES[split]
+    code = SPLIT_CODES[split]
     length = encoder_length + horizon
     missing = torch.isnan(arrays.target).numpy()
     starts, series, origins = [], [], []
