@@ -79,8 +79,14 @@ def test_a_refit_trains_on_the_stop_split_too_and_stays_blind_to_validation(
 
     stopped, refitted = trained[False, 1.0], trained[True, 1.0]
     assert "refit_steps" not in stopped.hparams
-    # More windows per epoch than the stopped fit had: at least as many steps for its epochs.
-    assert refitted.hparams["refit_steps"] >= stopped.epochs
+    # As many epochs as its best checkpoint took (the one of the lowest val/loss), each of
+    # the batches of every train window: more per epoch than the stopped fit had.
+    losses = [epoch["val/loss"] for epoch in trained[True, 1.0].history]
+    best_epochs = losses.index(min(losses)) + 1
+    all_windows = params(models=["tcn"], stop_on="validation")
+    batches = len(FORECAST.setup("tcn", paths[1.0], all_windows).train_loader)
+    assert batches > trained[True, 1.0].train_batches
+    assert refitted.hparams["refit_steps"] == best_epochs * batches
     again = [weights(trained[True, f].model_dir) for f in (1.0, 1.5)]
     for name, tensor in again[0].items():
         assert torch.equal(tensor, again[1][name]), name  # validation never reached it
