@@ -282,6 +282,21 @@ class Family(abc.ABC):
     def setup(self, name: str, prepared_path: Path, params: FamilySection) -> TrainingSetup:
         """Returns model `name`, fresh, with what training it needs (in a child process)."""
 
+    def variants(
+        self, name: str, prepared_path: Path, params: FamilySection
+    ) -> list[tuple[dict[str, Any], FamilySection]]:
+        """Returns the settings model `name` trains with, each with the hparams that tell it
+        apart (logged with the model). With more than one, each is trained on its own and
+        the model combines them (`variant_files`). Default: `params` alone."""
+        return [({}, params)]
+
+    def variant_files(
+        self, name: str, variant_dirs: list[Path], params: FamilySection
+    ) -> dict[str, Any]:
+        """Returns the files (name -> JSON-able) of a model made of trained variants (their
+        folders, out_dir/name/variants/<i>), which its loader reads to combine them."""
+        raise NotImplementedError(f"{self.name}: {name} has variants but no variant_files")
+
     def refit_params(
         self, name: str, prepared_path: Path, params: FamilySection
     ) -> FamilySection | None:

@@ -19,7 +19,7 @@ import tempfile
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,10 @@ def train_model(
     same inputs resumes from it (weights, optimiser, epoch, early stopping, history, random
     state) instead of from scratch. The checkpoint is read as weights only: an unreadable one
     is set aside and training starts over. With train.devices > 1 (and a kind the family can
-    shard), the model trains in that many DDP processes (`fit_distributed`).
+    shard), the model trains in that many DDP processes (`fit_distributed`). Where the family
+    gives the model several variants (`Family.variants`, e.g. encoder lengths), each is trained
+    (and refitted) on its own, kept as out_dir/name/variants/<i>, and the model is their
+    combination (`Family.variant_files` says how).
     """
     check_model_names(family, params)
     if name in family.direct_kinds:
@@ -157,40 +160,37 @@ def train_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = _claim(resume_dir) if resume_dir is not None else None
     work_dir = resume_dir if lock else Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-"))
-    last = work_dir / "last.ckpt"
     fit = fit_distributed if processes(family, name, params) > 1 else _fit
+    variants = family.variants(name, prepared_path, params)
     try:
         started = time.perf_counter()
-        try:
-            fitted = fit(family, name, prepared_path, params, work_dir, progress_queue, last)
-        except DivergedError:
-            raise
-        except Exception as error:  # noqa: BLE001 - only a resume is retried, fresh
-            if not last.exists():
-                raise
-            log.warning("%s: %s cannot be resumed (%s); training from scratch", name, last, error)
-            _empty(work_dir)
-            fitted = fit(family, name, prepared_path, params, work_dir, progress_queue, None)
-        refit = family.refit_params(name, prepared_path, params)
-        if refit is not None and fitted.processes > 1:
-            log.warning(
-                "%s: train.refit is skipped for a model trained in %d DDP processes; its model "
-                "is the one stopped early on the end of the train split",
-                name,
-                fitted.processes,
+        folders = [work_dir] if len(variants) == 1 else []
+        runs = []
+        for i, (_, variant) in enumerate(variants):
+            if len(variants) > 1:
+                folders.append(work_dir / f"variant-{i}")
+                folders[-1].mkdir(exist_ok=True)
+            fitted = _fit_or_restart(
+                fit, family, name, prepared_path, variant, folders[i], progress_queue
             )
-        elif refit is not None:
-            fitted.hparams = {
-                **fitted.hparams,
-                "refit_steps": _refit(family, name, prepared_path, refit, work_dir, fitted),
-            }
+            fitted.hparams = {**fitted.hparams, **variants[i][0]}
+            _refit_if_asked(family, name, prepared_path, variant, folders[i], fitted)
+            runs.append(fitted)
         seconds = time.perf_counter() - started
         staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-done-"))
-        shutil.copy2(work_dir / CHECKPOINT, staging / CHECKPOINT)
-        for file_name, value in fitted.extra_files.items():
-            (staging / f"{file_name}.json").write_text(json.dumps(value))
-        for file_name, table in fitted.tables.items():
-            table.to_parquet(staging / f"{file_name}.parquet", index=False)
+        if len(variants) == 1:
+            shutil.copy2(work_dir / CHECKPOINT, staging / CHECKPOINT)
+            _write_files(staging, fitted)
+        else:
+            members = []
+            for i, (folder, run) in enumerate(zip(folders, runs, strict=True)):
+                members.append(staging / VARIANTS / str(i))
+                members[-1].mkdir(parents=True)
+                shutil.copy2(folder / CHECKPOINT, members[-1] / CHECKPOINT)
+                _write_files(members[-1], run)
+            for file_name, value in family.variant_files(name, members, params).items():
+                (staging / f"{file_name}.json").write_text(json.dumps(value))
+            fitted = _merged(variants, runs)
         for file_name, value in family.calibrate(name, staging, prepared_path, params).items():
             (staging / f"{file_name}.json").write_text(json.dumps(value))
         if final_dir.exists():
@@ -219,6 +219,85 @@ def train_model(
         processes=fitted.processes,
         train_batches=fitted.train_batches,
     )
+
+
+VARIANTS = "variants"  # subfolder of a model folder holding one model folder per variant
+
+
+def _refit_if_asked(
+    family: Family,
+    name: str,
+    prepared_path: Path,
+    params: FamilySection,
+    work_dir: Path,
+    fitted: Fitted,
+) -> None:
+    """Trains the model in work_dir again from scratch where the family asks for it
+    (`Family.refit_params`), over its best checkpoint, and logs its steps in its hparams."""
+    refit = family.refit_params(name, prepared_path, params)
+    if refit is not None and fitted.processes > 1:
+        log.warning(
+            "%s: train.refit is skipped for a model trained in %d DDP processes; its model "
+            "is the one stopped early on the end of the train split",
+            name,
+            fitted.processes,
+        )
+    elif refit is not None:
+        fitted.hparams = {
+            **fitted.hparams,
+            "refit_steps": _refit(family, name, prepared_path, refit, work_dir, fitted),
+        }
+
+
+def _merged(variants: list[tuple[dict[str, Any], FamilySection]], runs: list[Fitted]) -> Fitted:
+    """Returns the record of a model made of several variants: the last variant's (its
+    history, epochs and early-stopping score), with each variant's hparams that differ listed
+    in variant order ("24, 48") and the parameters of all."""
+    main = runs[-1]
+    differing = {
+        key
+        for run in runs
+        for key in run.hparams
+        if any(other.hparams.get(key) != run.hparams.get(key) for other in runs)
+    }
+    hparams = {
+        **main.hparams,
+        **{key: ", ".join(str(run.hparams.get(key)) for run in runs) for key in sorted(differing)},
+        "variants": len(variants),
+    }
+    return replace(main, hparams=hparams, n_parameters=sum(run.n_parameters for run in runs))
+
+
+def _fit_or_restart(
+    fit: Any,
+    family: Family,
+    name: str,
+    prepared_path: Path,
+    params: FamilySection,
+    work_dir: Path,
+    progress_queue: Any,
+) -> Fitted:
+    """Returns `fit`'s result in work_dir, resumed from its last checkpoint when there is
+    one; a checkpoint that cannot be resumed is set aside and training starts over."""
+    last = work_dir / "last.ckpt"
+    try:
+        return fit(family, name, prepared_path, params, work_dir, progress_queue, last)
+    except DivergedError:
+        raise
+    except Exception as error:  # noqa: BLE001 - only a resume is retried, fresh
+        if not last.exists():
+            raise
+        log.warning("%s: %s cannot be resumed (%s); training from scratch", name, last, error)
+        _empty(work_dir)
+        return fit(family, name, prepared_path, params, work_dir, progress_queue, None)
+
+
+def _write_files(folder: Path, fitted: Fitted) -> None:
+    """Writes a fitted model's files (JSON and Parquet) beside its checkpoint in folder."""
+    for file_name, value in fitted.extra_files.items():
+        (folder / f"{file_name}.json").write_text(json.dumps(value))
+    for file_name, table in fitted.tables.items():
+        table.to_parquet(folder / f"{file_name}.parquet", index=False)
 
 
 def _cpu_trainer(

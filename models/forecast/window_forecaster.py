@@ -80,3 +80,27 @@ class WindowForecaster(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.learning_rate)
+
+
+class EncoderMixture(nn.Module):
+    """Forecasts the mean of several WindowForecasters, each reading the last steps of the
+    window's encoder its own length asks for (N-BEATS averages networks of several look-back
+    lengths the same way). Its "std" is the whole encoder's, as one network's would be."""
+
+    def __init__(self, members: list[WindowForecaster], encoder_lengths: list[int]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.encoder_lengths = list(encoder_lengths)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Returns {"prediction": [B, H], "std": [B, 1]} for a batch of the longest encoder."""
+        predictions = []
+        for member, length in zip(self.members, self.encoder_lengths, strict=True):
+            own = {
+                **batch,
+                "encoder_target": batch["encoder_target"][:, -length:],
+                "encoder_covariates": batch["encoder_covariates"][:, -length:],
+            }
+            predictions.append(member(own)["prediction"])
+        _, std = encoder_scale(batch["encoder_target"])
+        return {"prediction": torch.stack(predictions).mean(dim=0), "std": std}

@@ -67,7 +67,10 @@ class DatasetConfig(Section):
 class WindowConfig(Section):
     """How series are cut into encoder/horizon windows and split in time."""
 
-    encoder_length: WholeNumber = 48  # past steps a model sees
+    encoder_length: WholeNumber = 48  # past steps a model sees (the longest)
+    # Shorter encoder lengths: LSTM and TCN also train a network on each and forecast the mean
+    # of all of theirs; the TFT reads the shortest.
+    shorter_encoders: WholeNumberList = Field(default_factory=list)
     horizon: WholeNumber = 12  # future steps a model predicts
     validation_length: WholeNumber = 104  # last steps before the holdout, for early stopping
     holdout_length: WholeNumber = 104  # last steps of every series, never seen in training
@@ -176,6 +179,13 @@ class Params(FamilySection):
         params = self
         w = params.windows
         problems = too_small(w, "windows", 1, "encoder_length", "horizon")
+        if any(not 1 <= length < w.encoder_length for length in w.shorter_encoders) or len(
+            set(w.shorter_encoders)
+        ) < len(w.shorter_encoders):
+            problems.append(
+                f"windows.shorter_encoders must list different whole numbers from 1 to below "
+                f"windows.encoder_length ({w.encoder_length}), got {w.shorter_encoders}"
+            )
         problems += [
             f"windows.{name} ({getattr(w, name)}) must be at least windows.horizon ({w.horizon})"
             for name in ("validation_length", "holdout_length")

@@ -26,6 +26,9 @@ from trainyard.tasks.forecast.config import (
 )
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")  # files --dataset hands to this family
+# The neural kinds that train a network per length of windows.shorter_encoders and average
+# them; the TFT, which trains 3-5 times as long as LSTM/TCN, reads the shortest.
+ENCODER_MIXERS = ("lstm", "tcn")
 
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,46 @@ class ForecastFamily(Family):
         _, arrays = self._table(prepared_path, params)
         return conformal_intervals(name, model_dir, arrays, params)
 
+    def variants(
+        self, name: str, prepared_path: Path, params: Params
+    ) -> list[tuple[dict[str, Any], Params]]:
+        """Returns an LSTM's or TCN's settings, one per encoder length of
+        windows.shorter_encoders and windows.encoder_length (longest last); a TFT's, the
+        shortest (ENCODER_MIXERS). With train.stop_on train, a length that leaves no window
+        before the stop split where another length has one is left out, so that every variant
+        stops early the same way."""
+        from trainyard.tasks.forecast.forecasters import stops_on_train, with_encoder
+
+        windows = params.windows
+        if name in self.direct_kinds or not windows.shorter_encoders:
+            return [({}, params)]
+        lengths = sorted({windows.encoder_length, *windows.shorter_encoders})
+        if name not in ENCODER_MIXERS:
+            return [({"encoder_length": lengths[0]}, with_encoder(params, lengths[0]))]
+        variants = [with_encoder(params, length) for length in lengths]
+        if params.train.stop_on == "train":
+            arrays = self._table(prepared_path, params)[1]
+            stopping = [stops_on_train(arrays, variant) for variant in variants]
+            if any(stopping) and not all(stopping):
+                dropped = [n for n, ok in zip(lengths, stopping, strict=True) if not ok]
+                log.warning(
+                    "%s: encoder length(s) %s leave no training window before the stop split "
+                    "(train.stop_on: train): not trained",
+                    name,
+                    ", ".join(map(str, dropped)),
+                )
+                lengths = [n for n, ok in zip(lengths, stopping, strict=True) if ok]
+                variants = [v for v, ok in zip(variants, stopping, strict=True) if ok]
+        return [({"encoder_length": n}, v) for n, v in zip(lengths, variants, strict=True)]
+
+    def variant_files(self, name: str, variant_dirs: list[Path], params: Params) -> dict[str, Any]:
+        """Returns the files of an LSTM/TCN made of networks of several encoder lengths: the
+        list of their folders (its forecast is their mean), the encoder of the windows it
+        reads (the longest) and the covariate scaling and target transform they share."""
+        from trainyard.tasks.forecast.forecasters import mixture_files
+
+        return mixture_files(variant_dirs, params)
+
     def refit_params(self, name: str, prepared_path: Path, params: Params) -> Params | None:
         """Returns, for a neural model that stopped early on the end of the train split with
         train.refit, the params that fit it on every train window (its validation loader is
@@ -117,20 +160,21 @@ class ForecastFamily(Family):
         train.target_transform (log, boxcox) cannot take: before any model trains."""
         if not set(params.train.models) - set(self.direct_kinds):
             return
-        from trainyard.tasks.forecast.forecasters import stops_on_train
+        from trainyard.tasks.forecast.forecasters import stops_on_train, with_encoder
         from trainyard.tasks.forecast.windows import check_positive
 
         _, arrays = self._table(Path(prepared.path), params)
         kind, windows = params.train.target_transform, params.windows
         if kind != "none":
             check_positive(arrays, kind, params.dataset.target)
-        if params.train.stop_on == "train" and not stops_on_train(arrays, params):
+        shortest = with_encoder(params, min([windows.encoder_length, *windows.shorter_encoders]))
+        if params.train.stop_on == "train" and not stops_on_train(arrays, shortest):
             log.warning(
                 "train.stop_on: train needs a train split of more than windows.validation_length "
                 "(%d) + encoder_length (%d) + horizon (%d) steps with no missing target, and no "
                 "series has one: the neural models stop early on validation instead",
                 windows.validation_length,
-                windows.encoder_length,
+                shortest.windows.encoder_length,
                 windows.horizon,
             )
 

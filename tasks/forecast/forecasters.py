@@ -20,6 +20,7 @@ import torch
 from trainyard.errors import ConfigError, DataError
 from trainyard.models.forecast.lstm import LSTMForecaster
 from trainyard.models.forecast.tcn import TCNForecaster
+from trainyard.models.forecast.window_forecaster import EncoderMixture
 from trainyard.tasks.family import CHECKPOINT, TrainingSetup, load_checkpoint
 from trainyard.tasks.forecast.config import STATISTICAL_KINDS, TARGET_TRANSFORMS, Params
 from trainyard.tasks.forecast.metrics import seasonal_naive_scale
@@ -167,6 +168,47 @@ def read_target_transform(model_dir: Path) -> TargetTransform:
     return transform
 
 
+ENCODER = "encoder"  # JSON beside a neural model's checkpoint: the encoder length it reads
+
+
+def with_encoder(params: Params, encoder_length: int) -> Params:
+    """Returns `params` whose models read `encoder_length` steps (and try no other)."""
+    windows = params.windows.model_copy(
+        update={"encoder_length": encoder_length, "shorter_encoders": []}
+    )
+    return params.model_copy(update={"windows": windows})
+
+
+def model_encoder(model_dir: Path, params: Params) -> int:
+    """Returns the encoder length the neural model in model_dir reads (its `encoder` file;
+    windows.encoder_length for a folder without one)."""
+    path = Path(model_dir) / f"{ENCODER}.json"
+    if not path.exists():
+        return params.windows.encoder_length
+    try:
+        length = json.loads(path.read_text())["encoder_length"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{path}: not an encoder length trainyard wrote ({error})") from None
+    if not isinstance(length, int) or length < 1:
+        raise DataError(f"{path}: encoder_length must be a whole number above 0, got {length!r}")
+    return length
+
+
+def own_windows(index: WindowIndex, params: Params, model_dir: Path) -> tuple[WindowIndex, Params]:
+    """Returns `index` (windows of windows.encoder_length steps) cut to the encoder the model
+    in model_dir reads, with params saying so: the same origins, the encoders' last steps."""
+    own, longest = model_encoder(model_dir, params), params.windows.encoder_length
+    if own == longest:
+        return index, params
+    if own > longest:
+        raise DataError(
+            f"{model_dir}: the model reads {own} past steps but these windows hold "
+            f"{longest} (windows.encoder_length); forecast with the params it was trained with"
+        )
+    shifted = WindowIndex(index.starts + (longest - own), index.series, index.origins)
+    return shifted, with_encoder(params, own)
+
+
 def encoder_rows(index: WindowIndex, encoder_length: int) -> np.ndarray:
     """Returns the rows of SeriesArrays that the encoders of `index` read."""
     return (index.starts[:, None] + torch.arange(encoder_length)).numpy().reshape(-1)
@@ -189,6 +231,10 @@ def anchor_season(params: Params) -> int:
     return 1
 
 
+def _encoder_file(params: Params) -> dict[str, Any]:
+    return {ENCODER: {"encoder_length": params.windows.encoder_length}}
+
+
 def _window_setup(
     module: type[L.LightningModule], hparams: dict[str, Any], arrays: SeriesArrays, params: Params
 ) -> TrainingSetup:
@@ -199,8 +245,8 @@ def _window_setup(
     return TrainingSetup(
         module(**hparams),
         *_window_loaders(transform.applied(arrays), params),
-        {**hparams, "target_transform": kind},
-        extra_files=_scaling(arrays) | _transform_files(transform),
+        {**hparams, "target_transform": kind, "encoder_length": params.windows.encoder_length},
+        extra_files=_scaling(arrays) | _transform_files(transform) | _encoder_file(params),
         gradient_clip=params.train.gradient_clip,
     )
 
@@ -269,6 +315,7 @@ def predict_windows(
     """Returns a WindowForecaster's forecasts for every window in `index`, with its conformal
     interval as the outer quantiles when its folder has one; in target units (a target
     transform's forecasts and interval bounds are transformed back)."""
+    index, params = own_windows(index, params, model_dir)
     transform = read_target_transform(model_dir)
     rows = encoder_rows(index, params.windows.encoder_length)
     check_positive(arrays, transform.kind, params.dataset.target, rows)
@@ -491,8 +538,12 @@ def setup_tft(arrays: SeriesArrays, table: pd.DataFrame, params: Params) -> Trai
         module,
         loaders[0],
         loaders[1],
-        {**hparams, "target_transform": transform.kind},
-        extra_files={TFT_HPARAMS: hparams} | _transform_files(transform),
+        {
+            **hparams,
+            "target_transform": transform.kind,
+            "encoder_length": params.windows.encoder_length,
+        },
+        extra_files={TFT_HPARAMS: hparams} | _transform_files(transform) | _encoder_file(params),
         tables={TFT_TRAINING_ROWS: train_rows},
         gradient_clip=train.gradient_clip,
     )
@@ -537,6 +588,7 @@ def load_tft(model_dir: Path, params: Params) -> L.LightningModule:
             )
     weights = _tft_weights(model_dir)
     train_rows = pd.read_parquet(rows_path)
+    params = with_encoder(params, model_encoder(model_dir, params))
     target = TFTTarget.fit(train_rows, params, read_target_transform(model_dir))
     training = _tft_training_dataset(train_rows, params, target)
     module = TFTForecaster.for_dataset(training, **json.loads(hparams_path.read_text()))
@@ -565,6 +617,7 @@ def predict_tft(
     from pytorch_forecasting import TimeSeriesDataSet
 
     # The module was built from its fitted training dataset (load_tft): same encoders.
+    index, params = own_windows(index, params, model_dir)
     target: TFTTarget = module.target_scaling
     rows = encoder_rows(index, params.windows.encoder_length)
     check_positive(arrays, target.transform.kind, params.dataset.target, rows)
@@ -601,11 +654,50 @@ def predict_tft(
     return Forecast(point=quantiles[..., levels.index(0.5)], quantiles=quantiles, levels=levels)
 
 
+MIXTURE = "mixture"  # JSON of an LSTM/TCN made of networks of several encoder lengths
+
+
+def mixture_files(member_dirs: list[Path], params: Params) -> dict[str, Any]:
+    """Returns the files of an LSTM/TCN whose forecast is the mean of the networks in
+    member_dirs (subfolders of its folder, each a model folder of one encoder length): their
+    list, the encoder it reads (the longest of theirs), and the covariate scaling and target
+    transform they share, all fitted on the same train split."""
+    first = Path(member_dirs[0])
+    files = {
+        MIXTURE: {"members": [f"{Path(d).parent.name}/{Path(d).name}" for d in member_dirs]},
+        ENCODER: {"encoder_length": max(model_encoder(d, params) for d in member_dirs)},
+    }
+    for name in (COVARIATE_STATS, TARGET_TRANSFORM):
+        if (first / f"{name}.json").exists():
+            files[name] = json.loads((first / f"{name}.json").read_text())
+    return files
+
+
 def load_window_forecaster(
     cls: type[L.LightningModule], kind: str
-) -> Callable[[Path, Params], L.LightningModule]:
-    """Returns a loader of a model folder's `cls` checkpoint onto the CPU, as weights only."""
-    return lambda model_dir, params: load_checkpoint(cls, model_dir, kind, "forecast")
+) -> Callable[[Path, Params], torch.nn.Module]:
+    """Returns a loader of a model folder's `cls` checkpoint onto the CPU, as weights only;
+    for a folder of several encoder lengths (its `mixture` file), the EncoderMixture of its
+    members."""
+
+    def load(model_dir: Path, params: Params) -> torch.nn.Module:
+        path = Path(model_dir) / f"{MIXTURE}.json"
+        if not path.exists():
+            return load_checkpoint(cls, model_dir, kind, "forecast")
+        try:
+            folders = [
+                Path(model_dir) / member for member in json.loads(path.read_text())["members"]
+            ]
+        except (ValueError, KeyError, TypeError) as error:
+            raise DataError(f"{path}: not a mixture trainyard wrote ({error})") from None
+        if not folders or any(
+            Path(model_dir).resolve() not in f.resolve().parents for f in folders
+        ):
+            raise DataError(f"{path}: its members must be subfolders of {model_dir}")
+        members = [load_checkpoint(cls, folder, kind, "forecast") for folder in folders]
+        return EncoderMixture(members, [model_encoder(folder, params) for folder in folders])
+
+    return load
 
 
 FORECASTERS: dict[str, ForecasterKind] = {

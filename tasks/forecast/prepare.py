@@ -225,9 +225,16 @@ def read_prepared(path: Path) -> tuple[pd.DataFrame, dict]:
 
 def read_prepared_for(path: Path, params: Params) -> pd.DataFrame:
     """Returns the prepared table, after checking it was prepared with these dataset and
-    windows parameters (a model trained on other splits would be scored wrongly)."""
+    windows parameters (a model trained on other splits would be scored wrongly); a model
+    reading one of the encoder lengths it was prepared for (windows.shorter_encoders) may."""
     table, meta = read_prepared(path)
-    sections = {"dataset": params.dataset.model_dump(), "windows": params.windows.model_dump()}
+    windows = params.windows.model_dump()
+    prepared = meta.get("windows", {})
+    if windows["encoder_length"] in [prepared.get("encoder_length")] + list(
+        prepared.get("shorter_encoders", [])
+    ):
+        del windows["encoder_length"], windows["shorter_encoders"]
+    sections = {"dataset": params.dataset.model_dump(), "windows": windows}
     check_prepared_with(meta, sections, path, "forecast")
     return table
 

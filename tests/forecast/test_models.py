@@ -386,6 +386,7 @@ def test_tft_trains_logging_project_metric_names(prepared_path: Path, tmp_path: 
     # Nothing in the folder needs an unpickler: weights, JSON and Parquet only.
     assert sorted(p.name for p in model_dir.iterdir()) == [
         CHECKPOINT,
+        "encoder.json",
         "tft_hparams.json",
         "tft_training_rows.parquet",
     ]
