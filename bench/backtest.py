@@ -205,9 +205,10 @@ def forecast_params(csv: str, project: Path, args: argparse.Namespace) -> tuple[
         override["evaluate"] = {"stride": args.stride}
     params = params_from_dict(merge(section, override))
     w, d = params.windows, params.dataset
+    encoders = "/".join(map(str, [*w.shorter_encoders, w.encoder_length]))
     keys = (
         f"{d.frequency}, season {d.season_length}, horizon {w.horizon}, encoder "
-        f"{w.encoder_length}, validation {w.validation_length}, holdout {w.holdout_length}, "
+        f"{encoders}, validation {w.validation_length}, holdout {w.holdout_length}, "
         f"stride {params.evaluate.stride}"
         + "".join(
             f", {name}.{s.partition('=')[0]} {s.partition('=')[2]}"

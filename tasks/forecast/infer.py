@@ -67,7 +67,13 @@ DATASET_KEYS = (
     "frequency",
     "season_length",
 )
-WINDOW_KEYS = ("encoder_length", "horizon", "validation_length", "holdout_length")
+WINDOW_KEYS = (
+    "encoder_length",
+    "shorter_encoders",
+    "horizon",
+    "validation_length",
+    "holdout_length",
+)
 
 
 @dataclass
@@ -83,6 +89,7 @@ class Pins:
     season_length: int | None = None  # steps per season
     horizon: int | None = None  # steps forecast
     encoder_length: int | None = None  # steps a model sees
+    shorter_encoders: list[int] | None = None  # encoders LSTM/TCN also train a network on
     validation_length: int | None = None  # steps before the holdout, for early stopping
     holdout_length: int | None = None  # last steps of every series, for the evaluation
     origins: dict[str, str] = field(default_factory=dict)  # key -> "--target", "params.yaml"
@@ -97,7 +104,11 @@ class Pins:
         table; a horizon given there refits the windows params.yaml sized for its own."""
         if "horizon" in command_line:
             configured = replace(
-                configured, encoder_length=None, validation_length=None, holdout_length=None
+                configured,
+                encoder_length=None,
+                shorter_encoders=None,
+                validation_length=None,
+                holdout_length=None,
             )
         pins = cls(**command_line)
         values = {
@@ -167,7 +178,7 @@ class Inference:
 
     source: str  # the table, for messages
     dataset: dict[str, Any]  # the DATASET_KEYS
-    windows: dict[str, int]  # the WINDOW_KEYS
+    windows: dict[str, Any]  # the WINDOW_KEYS
     choices: list[Choice]
 
     def section(self) -> dict[str, Any]:
@@ -637,11 +648,13 @@ def default_horizon(offset: pd.DateOffset) -> int:
     return 12  # months and anything else
 
 
-def _layout(n: int, horizon: int, season: int, pins: Pins) -> dict[str, int] | None:
+def _layout(n: int, horizon: int, season: int, pins: Pins) -> dict[str, Any] | None:
     """Returns windows for series of n steps (None when they cannot fit): validation and
     holdout of max(2 x horizon, season) steps each, at most a fifth of the series and at least
     MIN_ORIGINS origins; an encoder of as much of max(2 x horizon, season) as leaves MIN_ORIGINS
-    training windows."""
+    training windows. Where the series are long enough, the neural models also try an encoder
+    twice as long (_longer_encoder), and LSTM/TCN average networks of both
+    (windows.shorter_encoders)."""
     least = horizon + MIN_ORIGINS - 1
     wanted = max(least, min(max(2 * horizon, season), n // 5))
     for split in (wanted, least):
@@ -650,13 +663,32 @@ def _layout(n: int, horizon: int, season: int, pins: Pins) -> dict[str, int] | N
         room = n - validation - holdout - horizon - (MIN_ORIGINS - 1)
         encoder = pins.encoder_length or min(max(2 * horizon, season), MAX_ENCODER, room)
         if 1 <= encoder <= room + MIN_ORIGINS - 1:
+            shorter = pins.shorter_encoders
+            if shorter is None:
+                shorter = []
+                if pins.encoder_length is None:
+                    longer = _longer_encoder(
+                        n - validation - holdout, encoder, horizon, season, validation
+                    )
+                    if longer:
+                        encoder, shorter = longer, [encoder]
             return {
                 "encoder_length": encoder,
+                "shorter_encoders": list(shorter),
                 "horizon": horizon,
                 "validation_length": validation,
                 "holdout_length": holdout,
             }
     return None
+
+
+def _longer_encoder(train: int, encoder: int, horizon: int, season: int, stop: int) -> int | None:
+    """Returns an encoder twice as long as `encoder` (at most MAX_ENCODER) when a train split
+    of `train` steps still holds a season's worth (and MIN_ORIGINS) of training windows before
+    the `stop` steps the neural models stop early on (train.stop_on: train); else None."""
+    longer = min(2 * encoder, MAX_ENCODER)
+    windows = train - stop - longer - horizon + 1
+    return longer if longer > encoder and windows >= max(season, MIN_ORIGINS) else None
 
 
 def _windows(
@@ -720,13 +752,23 @@ def _windows(
     choices.append(Choice("season_length", season, season_how, pins.season_length is not None))
     choices.append(Choice("horizon", horizon, horizon_how, pins.horizon is not None))
     origins = min(windows["validation_length"], windows["holdout_length"]) - horizon + 1
-    layout = ", ".join(f"{key} {windows[key]}" for key in WINDOW_KEYS if key != "horizon")
+    layout = ", ".join(
+        f"{key} {windows[key]}"
+        for key in WINDOW_KEYS
+        if key != "horizon" and (key != "shorter_encoders" or windows[key])
+    )
+    encoder_how = "encoder up to max(2 x horizon, season_length)"
+    if windows["shorter_encoders"] and pins.shorter_encoders is None:
+        encoder_how = (
+            f"encoder {windows['encoder_length']}, twice max(2 x horizon, season_length): LSTM "
+            f"and TCN average a network of each length, the TFT reads "
+            f"{windows['shorter_encoders'][0]}"
+        )
     choices.append(
         Choice(
             "windows",
             layout,
-            f"{where}; validation and holdout hold {origins}+ rolling origins each; encoder "
-            f"up to max(2 x horizon, season_length)",
+            f"{where}; validation and holdout hold {origins}+ rolling origins each; {encoder_how}",
             pinned=True,
         )
     )

@@ -91,6 +91,7 @@ def test_a_single_monthly_series_is_inferred_exactly(tmp_path: Path) -> None:
     # of 120 steps at most, 2 x horizon at least wanted.
     assert inference.windows == {
         "encoder_length": 24,
+        "shorter_encoders": [],  # 72 train steps hold no year of 48-step windows (docs/data.md)
         "horizon": 12,
         "validation_length": 24,
         "holdout_length": 24,
@@ -165,6 +166,7 @@ def test_params_naming_the_same_file_pin_its_keys(tmp_path: Path) -> None:
     assert inference.dataset["season_length"] == 6
     assert inference.windows == {
         "encoder_length": 30,
+        "shorter_encoders": [],  # a pinned encoder is the only one
         "horizon": 6,
         "validation_length": 18,
         "holdout_length": 12,  # inferred: max(2 x horizon, season), within a fifth of 120
@@ -173,7 +175,8 @@ def test_params_naming_the_same_file_pin_its_keys(tmp_path: Path) -> None:
     assert pins_from_section(section, "other.csv", tmp_path, "params.yaml") == Pins()
     # A horizon on the command line refits the windows params.yaml sized for its own.
     refit = infer_file("data.csv", tmp_path, Pins.given({"horizon": 3}, configured))
-    assert refit.windows["horizon"] == 3 and refit.windows["encoder_length"] == 6
+    assert refit.windows["horizon"] == 3
+    assert refit.windows["encoder_length"] == 12 and refit.windows["shorter_encoders"] == [6]
 
 
 # --- ambiguity and unreadable tables -----------------------------------------------------------
@@ -235,6 +238,7 @@ def test_a_series_too_short_for_any_windows_is_a_data_error(tmp_path: Path) -> N
     [
         pytest.param(monthly(120), id="monthly"),
         pytest.param(monthly(30), id="short-monthly"),
+        pytest.param(monthly(300), id="long-monthly"),  # encoder 48, shorter_encoders [24]
         pytest.param(daily_panel({"north": 400, "south": 90, "east": 45}), id="daily-panel"),
         pytest.param(
             pd.DataFrame(
