@@ -170,11 +170,15 @@ def train_model(
             if len(variants) > 1:
                 folders.append(work_dir / f"variant-{i}")
                 folders[-1].mkdir(exist_ok=True)
-            fitted = _fit_or_restart(
-                fit, family, name, prepared_path, variant, folders[i], progress_queue
-            )
-            fitted.hparams = {**fitted.hparams, **variants[i][0]}
-            _refit_if_asked(family, name, prepared_path, variant, folders[i], fitted)
+            fitted = _finished_variant(folders[i]) if len(variants) > 1 else None
+            if fitted is None:
+                fitted = _fit_or_restart(
+                    fit, family, name, prepared_path, variant, folders[i], progress_queue
+                )
+                fitted.hparams = {**fitted.hparams, **variants[i][0]}
+                _refit_if_asked(family, name, prepared_path, variant, folders[i], fitted)
+                if len(variants) > 1:
+                    _keep_finished_variant(folders[i], fitted)
             runs.append(fitted)
         seconds = time.perf_counter() - started
         staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-done-"))
@@ -247,6 +251,40 @@ def _refit_if_asked(
             **fitted.hparams,
             "refit_steps": _refit(family, name, prepared_path, refit, work_dir, fitted),
         }
+
+
+FINISHED = "finished.json"  # in a variant's work folder: its Fitted, once fitted (and refitted)
+
+
+def _keep_finished_variant(folder: Path, fitted: Fitted) -> None:
+    """Records in folder that its variant is fitted (and refitted), with what fitting gave:
+    a run killed during a later variant and started again keeps this one as it is (resuming
+    it from its last checkpoint would train it again over its refitted weights)."""
+    for file_name, table in fitted.tables.items():
+        table.to_parquet(folder / f"{file_name}.parquet", index=False)
+    record = {k: v for k, v in asdict(fitted).items() if k != "tables"}
+    record["tables"] = list(fitted.tables)
+    temporary = folder / f".{FINISHED}.tmp"
+    temporary.write_text(json.dumps(record, default=str))
+    os.replace(temporary, folder / FINISHED)
+
+
+def _finished_variant(folder: Path) -> Fitted | None:
+    """Returns the Fitted of a variant a killed run finished in folder (None if none did, or
+    its record cannot be read: it is then trained again)."""
+    path = folder / FINISHED
+    if not path.exists() or not (folder / CHECKPOINT).exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        tables = {n: pd.read_parquet(folder / f"{n}.parquet") for n in record.pop("tables")}
+        fitted = Fitted(**record, tables=tables)
+    except Exception as error:  # noqa: BLE001 - a damaged record: train the variant again
+        log.warning("%s: unreadable (%s); training that variant again", path, error)
+        _empty(folder)
+        return None
+    log.info("%s: kept the variant a stopped run finished", folder)
+    return fitted
 
 
 def _merged(variants: list[tuple[dict[str, Any], FamilySection]], runs: list[Fitted]) -> Fitted:

@@ -204,3 +204,44 @@ def test_a_served_mixture_reads_only_the_steps_its_networks_read(
         assert same != reads_older
         with pytest.raises(Exception, match="each needs at least 16 steps"):
             model.predict(history.groupby("store").tail(8))
+
+
+def test_a_run_stopped_during_the_second_network_keeps_the_first_as_it_was(
+    tmp_path: Path, prepared_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started again on the same resume folder, a run that stopped while training the second
+    network keeps the first (fitted and refitted) and ends as a run never stopped."""
+    from trainyard.tasks.forecast.family import ForecastFamily
+
+    class StopsAtTheSecond(ForecastFamily):
+        def variants(self, name: str, prepared_path: Path, params: Params) -> list:
+            first, (label, second) = super().variants(name, prepared_path, params)
+            train = second.train.model_copy(update={"learning_rate": -1.0})  # Adam refuses it
+            return [first, (label, second.model_copy(update={"train": train}))]
+
+    config = mixing(
+        models=["lstm"], min_steps=0, max_epochs=2, patience=1, stop_on="train", refit=True
+    )
+    resume = tmp_path / "resume"
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        train_model(
+            StopsAtTheSecond(), "lstm", prepared_path, config, tmp_path / "a", resume_dir=resume
+        )
+    assert (resume / "variant-0" / "finished.json").exists()
+
+    with caplog.at_level("INFO", logger="trainyard.tasks.training"):
+        resumed = train_model(
+            FORECAST, "lstm", prepared_path, config, tmp_path / "a", resume_dir=resume
+        )
+    assert "kept the variant a stopped run finished" in caplog.text  # not trained again
+    straight = train_model(FORECAST, "lstm", prepared_path, config, tmp_path / "b")
+
+    assert resumed.hparams["refit_steps"] == straight.hparams["refit_steps"]
+    assert resumed.history == straight.history
+    for member in ("variants/0", "variants/1"):
+        ours, theirs = (
+            torch.load(Path(r.model_dir) / member / CHECKPOINT, weights_only=True)["state_dict"]
+            for r in (resumed, straight)
+        )
+        for name, tensor in ours.items():
+            assert torch.equal(tensor, theirs[name]), (member, name)
