@@ -247,12 +247,17 @@ class ForecastFamily(Family):
         params: Params,
     ) -> float | None:
         """Returns a registered forecaster's gate metric on this holdout, or None when it was
-        trained for other windows or columns and cannot forecast these windows."""
+        trained for other windows or columns and cannot forecast these windows. A model of a
+        shorter encoder (e.g. registered before zero-config inference lengthened it) reads
+        the last steps of these windows, at the same origins."""
+        from dataclasses import replace
+
         from trainyard.tasks.forecast.evaluate import load_holdout, model_forecast, score
+        from trainyard.tasks.forecast.windows import WindowIndex
 
         theirs = params_from_dict(model_config["params"])
         if (
-            theirs.windows.encoder_length != params.windows.encoder_length
+            theirs.windows.encoder_length > params.windows.encoder_length
             or theirs.windows.horizon != params.windows.horizon
             or theirs.dataset.target != params.dataset.target
             or theirs.dataset.known_covariates != params.dataset.known_covariates
@@ -260,7 +265,12 @@ class ForecastFamily(Family):
         ):
             return None
         holdout = load_holdout(Path(prepared.path), params)
-        forecast = model_forecast(model_config["kind"], artifacts["model_dir"], holdout, theirs)
+        index = holdout.index
+        shift = params.windows.encoder_length - theirs.windows.encoder_length
+        own = WindowIndex(index.starts + shift, index.series, index.origins)
+        forecast = model_forecast(
+            model_config["kind"], artifacts["model_dir"], replace(holdout, index=own), theirs
+        )
         return score(holdout.actual, forecast, holdout.scale)[params.evaluate.metric]
 
 

@@ -245,3 +245,29 @@ def test_a_run_stopped_during_the_second_network_keeps_the_first_as_it_was(
         )
         for name, tensor in ours.items():
             assert torch.equal(tensor, theirs[name]), (member, name)
+
+
+def test_a_holder_of_a_shorter_encoder_is_rescored_on_longer_windows(
+    tmp_path: Path, prepared_path: Path
+) -> None:
+    """A champion registered with an encoder of 8 steps (before the encoder was lengthened,
+    its folder without encoder.json) is scored on this run's 16-step holdout windows from
+    their last 8 steps, at the same origins; one of a longer encoder than the windows is not."""
+    from trainyard.tasks.forecast.evaluate import score
+    from trainyard.tasks.forecast.prepare import summary_of
+
+    config = mixing(models=["lstm"], min_steps=0, max_epochs=1, stop_on="validation")
+    old = with_encoder(config, 8)
+    result = train_model(FORECAST, "lstm", prepared_path, old, tmp_path)
+    (Path(result.model_dir) / "encoder.json").unlink()  # as folders were written before
+    summary = summary_of(prepared_path, config)
+    registered = {"kind": "lstm", "params": old.to_dict()}
+
+    value = FORECAST.rescore(registered, {"model_dir": result.model_dir}, summary, config)
+
+    own = load_holdout(prepared_path, old)
+    direct = score(own.actual, model_forecast("lstm", Path(result.model_dir), own, old), own.scale)
+    assert value == pytest.approx(direct["mase"], rel=1e-6)
+    longer = {"kind": "lstm", "params": config.to_dict()}
+    folder = {"model_dir": result.model_dir}
+    assert FORECAST.rescore(longer, folder, summary, with_encoder(config, 8)) is None
