@@ -284,11 +284,11 @@ class Family(abc.ABC):
 
     def variants(
         self, name: str, prepared_path: Path, params: FamilySection
-    ) -> list[tuple[dict[str, Any], FamilySection]]:
-        """Returns the settings model `name` trains with, each with the hparams that tell it
-        apart (logged with the model). With more than one, each is trained on its own and
-        the model combines them (`variant_files`). Default: `params` alone."""
-        return [({}, params)]
+    ) -> list[FamilySection]:
+        """Returns the settings model `name` trains with. With more than one, each is trained
+        on its own and the model combines them (`variant_files`); the hparams in which their
+        setups differ are logged as lists. Default: `params` alone."""
+        return [params]
 
     def variant_files(
         self, name: str, variant_dirs: list[Path], params: FamilySection

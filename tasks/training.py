@@ -166,7 +166,7 @@ def train_model(
         started = time.perf_counter()
         folders = [work_dir] if len(variants) == 1 else []
         runs = []
-        for i, (_, variant) in enumerate(variants):
+        for i, variant in enumerate(variants):
             if len(variants) > 1:
                 folders.append(work_dir / f"variant-{i}")
                 folders[-1].mkdir(exist_ok=True)
@@ -175,8 +175,7 @@ def train_model(
                 fitted = _fit_or_restart(
                     fit, family, name, prepared_path, variant, folders[i], progress_queue
                 )
-                fitted.hparams = {**fitted.hparams, **variants[i][0]}
-                _refit_if_asked(family, name, prepared_path, variant, folders[i], fitted)
+                _refit(family, name, prepared_path, variant, folders[i], fitted)
                 if len(variants) > 1:
                     _keep_finished_variant(folders[i], fitted)
             runs.append(fitted)
@@ -194,7 +193,7 @@ def train_model(
                 _write_files(members[-1], run)
             for file_name, value in family.variant_files(name, members, params).items():
                 (staging / f"{file_name}.json").write_text(json.dumps(value))
-            fitted = _merged(variants, runs)
+            fitted = _merged(runs)
         for file_name, value in family.calibrate(name, staging, prepared_path, params).items():
             (staging / f"{file_name}.json").write_text(json.dumps(value))
         if final_dir.exists():
@@ -226,31 +225,6 @@ def train_model(
 
 
 VARIANTS = "variants"  # subfolder of a model folder holding one model folder per variant
-
-
-def _refit_if_asked(
-    family: Family,
-    name: str,
-    prepared_path: Path,
-    params: FamilySection,
-    work_dir: Path,
-    fitted: Fitted,
-) -> None:
-    """Trains the model in work_dir again from scratch where the family asks for it
-    (`Family.refit_params`), over its best checkpoint, and logs its steps in its hparams."""
-    refit = family.refit_params(name, prepared_path, params)
-    if refit is not None and fitted.processes > 1:
-        log.warning(
-            "%s: train.refit is skipped for a model trained in %d DDP processes; its model "
-            "is the one stopped early on the end of the train split",
-            name,
-            fitted.processes,
-        )
-    elif refit is not None:
-        fitted.hparams = {
-            **fitted.hparams,
-            "refit_steps": _refit(family, name, prepared_path, refit, work_dir, fitted),
-        }
 
 
 FINISHED = "finished.json"  # in a variant's work folder: its Fitted, once fitted (and refitted)
@@ -287,7 +261,7 @@ def _finished_variant(folder: Path) -> Fitted | None:
     return fitted
 
 
-def _merged(variants: list[tuple[dict[str, Any], FamilySection]], runs: list[Fitted]) -> Fitted:
+def _merged(runs: list[Fitted]) -> Fitted:
     """Returns the record of a model made of several variants: the last variant's (its
     history, epochs and early-stopping score), with each variant's hparams that differ listed
     in variant order ("24, 48") and the parameters of all."""
@@ -301,7 +275,7 @@ def _merged(variants: list[tuple[dict[str, Any], FamilySection]], runs: list[Fit
     hparams = {
         **main.hparams,
         **{key: ", ".join(str(run.hparams.get(key)) for run in runs) for key in sorted(differing)},
-        "variants": len(variants),
+        "variants": len(runs),
     }
     return replace(main, hparams=hparams, n_parameters=sum(run.n_parameters for run in runs))
 
@@ -367,10 +341,22 @@ def _refit(
     params: FamilySection,
     work_dir: Path,
     fitted: Fitted,
-) -> int:
-    """Trains model `name` again from scratch with `params` (the family's refit_params: the
-    data its early stop held out included), in this process, for as many epochs as its best
-    checkpoint took, and writes it over work_dir's best checkpoint. Returns its steps."""
+) -> None:
+    """Where the family asks for it (`Family.refit_params`: the data its early stop held out
+    included), trains model `name` again from scratch, in this process, for as many epochs
+    as its best checkpoint took, writes it over work_dir's best checkpoint and logs its steps
+    as `refit_steps` in fitted.hparams. A model trained in DDP processes is not refitted."""
+    params = family.refit_params(name, prepared_path, params)
+    if params is None:
+        return
+    if fitted.processes > 1:
+        log.warning(
+            "%s: train.refit is skipped for a model trained in %d DDP processes; its model "
+            "is the one stopped early on the end of the train split",
+            name,
+            fitted.processes,
+        )
+        return
     best = torch.load(work_dir / CHECKPOINT, map_location="cpu", weights_only=True)
     L.seed_everything(params.train.seed, workers=True, verbose=False)
     setup = family.setup(name, prepared_path, params)
@@ -394,7 +380,7 @@ def _refit(
     warnings.filterwarnings("ignore", message=r"You defined a `validation_step` but have no")
     trainer.fit(setup.module, setup.train_loader, weights_only=True)
     trainer.save_checkpoint(work_dir / CHECKPOINT, weights_only=True)
-    return steps
+    fitted.hparams = {**fitted.hparams, "refit_steps": steps}
 
 
 def fit_direct(

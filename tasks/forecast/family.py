@@ -100,9 +100,7 @@ class ForecastFamily(Family):
         _, arrays = self._table(prepared_path, params)
         return conformal_intervals(name, model_dir, arrays, params)
 
-    def variants(
-        self, name: str, prepared_path: Path, params: Params
-    ) -> list[tuple[dict[str, Any], Params]]:
+    def variants(self, name: str, prepared_path: Path, params: Params) -> list[Params]:
         """Returns an LSTM's or TCN's settings, one per encoder length of
         windows.shorter_encoders and windows.encoder_length (longest last); a TFT's, the
         shortest (ENCODER_MIXERS). With train.stop_on train, a length that leaves no window
@@ -112,10 +110,10 @@ class ForecastFamily(Family):
 
         windows = params.windows
         if name in self.direct_kinds or not windows.shorter_encoders:
-            return [({}, params)]
+            return [params]
         lengths = sorted({windows.encoder_length, *windows.shorter_encoders})
         if name not in ENCODER_MIXERS:
-            return [({"encoder_length": lengths[0]}, with_encoder(params, lengths[0]))]
+            return [with_encoder(params, lengths[0])]
         variants = [with_encoder(params, length) for length in lengths]
         if params.train.stop_on == "train":
             arrays = self._table(prepared_path, params)[1]
@@ -128,9 +126,8 @@ class ForecastFamily(Family):
                     name,
                     ", ".join(map(str, dropped)),
                 )
-                lengths = [n for n, ok in zip(lengths, stopping, strict=True) if ok]
                 variants = [v for v, ok in zip(variants, stopping, strict=True) if ok]
-        return [({"encoder_length": n}, v) for n, v in zip(lengths, variants, strict=True)]
+        return variants
 
     def variant_files(self, name: str, variant_dirs: list[Path], params: Params) -> dict[str, Any]:
         """Returns the files of an LSTM/TCN made of networks of several encoder lengths: the
@@ -253,7 +250,7 @@ class ForecastFamily(Family):
         from dataclasses import replace
 
         from trainyard.tasks.forecast.evaluate import load_holdout, model_forecast, score
-        from trainyard.tasks.forecast.windows import WindowIndex
+        from trainyard.tasks.forecast.forecasters import cut_windows
 
         theirs = params_from_dict(model_config["params"])
         if (
@@ -265,11 +262,10 @@ class ForecastFamily(Family):
         ):
             return None
         holdout = load_holdout(Path(prepared.path), params)
-        index = holdout.index
-        shift = params.windows.encoder_length - theirs.windows.encoder_length
-        own = WindowIndex(index.starts + shift, index.series, index.origins)
+        longest, own = params.windows.encoder_length, theirs.windows.encoder_length
+        index = cut_windows(holdout.index, longest, own)
         forecast = model_forecast(
-            model_config["kind"], artifacts["model_dir"], replace(holdout, index=own), theirs
+            model_config["kind"], artifacts["model_dir"], replace(holdout, index=index), theirs
         )
         return score(holdout.actual, forecast, holdout.scale)[params.evaluate.metric]
 

@@ -205,8 +205,13 @@ def own_windows(index: WindowIndex, params: Params, model_dir: Path) -> tuple[Wi
             f"{model_dir}: the model reads {own} past steps but these windows hold "
             f"{longest} (windows.encoder_length); forecast with the params it was trained with"
         )
-    shifted = WindowIndex(index.starts + (longest - own), index.series, index.origins)
-    return shifted, with_encoder(params, own)
+    return cut_windows(index, longest, own), with_encoder(params, own)
+
+
+def cut_windows(index: WindowIndex, encoder_length: int, own: int) -> WindowIndex:
+    """Returns windows of `encoder_length` encoder steps cut to their last `own` (at most as
+    many): the same origins and horizons."""
+    return WindowIndex(index.starts + (encoder_length - own), index.series, index.origins)
 
 
 def encoder_rows(index: WindowIndex, encoder_length: int) -> np.ndarray:

@@ -215,9 +215,9 @@ def test_a_run_stopped_during_the_second_network_keeps_the_first_as_it_was(
 
     class StopsAtTheSecond(ForecastFamily):
         def variants(self, name: str, prepared_path: Path, params: Params) -> list:
-            first, (label, second) = super().variants(name, prepared_path, params)
+            first, second = super().variants(name, prepared_path, params)
             train = second.train.model_copy(update={"learning_rate": -1.0})  # Adam refuses it
-            return [first, (label, second.model_copy(update={"train": train}))]
+            return [first, second.model_copy(update={"train": train})]
 
     config = mixing(
         models=["lstm"], min_steps=0, max_epochs=2, patience=1, stop_on="train", refit=True
