@@ -79,6 +79,18 @@ DatasetOption = Annotated[
 ]
 # Pins of a forecasting table's keys (--dataset FILE, or `trainyard init FILE`); what is not
 # pinned is inferred from the table.
+LayoutOption = Annotated[
+    str | None,
+    typer.Option(
+        "--layout",
+        help="Forecasting table (--dataset FILE or init): long (a row per series and time), "
+        "dates_as_columns (a row per series, a column per date) or series_as_columns (a column "
+        "per series beside the time column); a wide table is melted to long as it is read. "
+        "Default: inferred, dates_as_columns when no column holds times and the headers are "
+        "dates, else long.",
+        show_default=False,
+    ),
+]
 TimeColumnOption = Annotated[
     str | None,
     typer.Option(
@@ -92,8 +104,9 @@ TargetOption = Annotated[
     str | None,
     typer.Option(
         "--target",
-        help="Forecasting table (--dataset FILE or init): the column to forecast. Default: "
-        "inferred, the only numeric column that varies within a series.",
+        help="Forecasting table (--dataset FILE or init): the column to forecast (of a wide "
+        "table: the name its values get). Default: inferred, the only numeric column that "
+        "varies within a series (value, for a wide table).",
         show_default=False,
     ),
 ]
@@ -231,6 +244,7 @@ def _report(result) -> None:
 
 
 def _table_pins(
+    layout: str | None,
     time_column: str | None,
     target: str | None,
     series_columns: list[str] | None,
@@ -240,6 +254,7 @@ def _table_pins(
 ) -> dict[str, Any]:
     """Returns the forecasting table's keys given on the command line (only those given)."""
     given = {
+        "layout": layout,
         "time_column": time_column,
         "target": target,
         "series_columns": series_columns or None,
@@ -337,6 +352,7 @@ def run(
     profile: ProfileOption = None,
     family: FamiliesOption = None,
     dataset: DatasetOption = None,
+    layout: LayoutOption = None,
     time_column: TimeColumnOption = None,
     target: TargetOption = None,
     series_column: SeriesColumnOption = None,
@@ -376,7 +392,9 @@ def run(
     names = family or (families_reading(dataset) if dataset else run_config.families)
     if not names:
         raise ConfigError(f"--dataset {dataset}: no family reads it; {readers_hint(dataset)}")
-    pins = _table_pins(time_column, target, series_column, frequency, season_length, horizon)
+    pins = _table_pins(
+        layout, time_column, target, series_column, frequency, season_length, horizon
+    )
     sections = _load_sections(params_file, profile, names, dataset, pins)
     paths = ProjectPaths(_root(params_file))
     _start_logging()
@@ -519,6 +537,7 @@ def prepare(
     profile: ProfileOption = None,
     family: FamilyOption = "forecast",
     dataset: DatasetOption = None,
+    layout: LayoutOption = None,
     time_column: TimeColumnOption = None,
     target: TargetOption = None,
     series_column: SeriesColumnOption = None,
@@ -527,7 +546,9 @@ def prepare(
     horizon: HorizonOption = None,
 ) -> None:
     """Validate and prepare a family's data into data/<family>/prepared (DVC stage)."""
-    pins = _table_pins(time_column, target, series_column, frequency, season_length, horizon)
+    pins = _table_pins(
+        layout, time_column, target, series_column, frequency, season_length, horizon
+    )
     params = _load_sections(params_file, profile, [family], dataset, pins)[family]
     paths = ProjectPaths(_root(params_file))
     _start_logging()
@@ -544,6 +565,7 @@ def train(
     profile: ProfileOption = None,
     family: FamilyOption = "forecast",
     dataset: DatasetOption = None,
+    layout: LayoutOption = None,
     time_column: TimeColumnOption = None,
     target: TargetOption = None,
     series_column: SeriesColumnOption = None,
@@ -555,7 +577,9 @@ def train(
     from trainyard.progress import training_progress
     from trainyard.tasks.pipeline import check_step, train_untracked
 
-    pins = _table_pins(time_column, target, series_column, frequency, season_length, horizon)
+    pins = _table_pins(
+        layout, time_column, target, series_column, frequency, season_length, horizon
+    )
     params = _load_sections(params_file, profile, [family], dataset, pins)[family]
     paths = ProjectPaths(_root(params_file))
     _start_logging()
@@ -578,6 +602,7 @@ def evaluate(
     profile: ProfileOption = None,
     family: FamilyOption = "forecast",
     dataset: DatasetOption = None,
+    layout: LayoutOption = None,
     time_column: TimeColumnOption = None,
     target: TargetOption = None,
     series_column: SeriesColumnOption = None,
@@ -588,7 +613,9 @@ def evaluate(
     """Score a family's models and baselines into data/<family>/reports (DVC stage)."""
     from trainyard.tasks.training import read_training_summary
 
-    pins = _table_pins(time_column, target, series_column, frequency, season_length, horizon)
+    pins = _table_pins(
+        layout, time_column, target, series_column, frequency, season_length, horizon
+    )
     params = _load_sections(params_file, profile, [family], dataset, pins)[family]
     paths = ProjectPaths(_root(params_file))
     _start_logging()
@@ -1201,6 +1228,7 @@ def init(
         ),
     ],
     params_file: ParamsOption = Path("params.yaml"),
+    layout: LayoutOption = None,
     time_column: TimeColumnOption = None,
     target: TargetOption = None,
     series_column: SeriesColumnOption = None,
@@ -1227,7 +1255,9 @@ def init(
     name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
     raw = read_params_file(params_file) if params_file.exists() else {}
     section = raw.get("forecast") if isinstance(raw.get("forecast"), dict) else {}
-    pins = _table_pins(time_column, target, series_column, frequency, season_length, horizon)
+    pins = _table_pins(
+        layout, time_column, target, series_column, frequency, season_length, horizon
+    )
     configured = pins_from_section(section, name, root, str(params_file))
     inference = infer_file(name, root, Pins.given(pins, configured))
     keys = inference.section()

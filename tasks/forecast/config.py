@@ -31,12 +31,18 @@ MODEL_KINDS = NEURAL_KINDS + STATISTICAL_KINDS  # the forecasters train.models c
 TARGET_TRANSFORMS = ("none", "log", "boxcox")  # train.target_transform: the neural models' target
 ANCHORS = ("last", "season")  # train.anchor: what LSTM/TCN forecast an offset from
 STOP_ON = ("validation", "train")  # train.stop_on: the windows the neural models stop early on
+# dataset.layout: a row per series and time; a row per series and a column per date; a row per
+# time and a column per series.
+LAYOUTS = ("long", "dates_as_columns", "series_as_columns")
 
 
 class DatasetConfig(Section):
     """Which table to forecast and how to read it."""
 
     name: Text = "co2"  # a built-in dataset name (see `trainyard datasets`) or a CSV/Parquet path
+    # How the file holds its series (LAYOUTS). A wide one (dates_as_columns, series_as_columns)
+    # is melted as it is read into a long table whose columns the keys below name.
+    layout: Text = "long"
     time_column: Text = "date"  # column holding timestamps
     target: Text = "co2"  # column to forecast
     series_columns: TextList = Field(default_factory=list)  # columns identifying a series
@@ -193,6 +199,16 @@ class Params(FamilySection):
         ]
         if params.dataset.missing_target not in ("error", "gap"):
             problems.append("dataset.missing_target must be 'error' or 'gap'")
+        dataset = params.dataset
+        if dataset.layout not in LAYOUTS:
+            problems.append(
+                f"dataset.layout must be one of {', '.join(LAYOUTS)}, got {dataset.layout!r}"
+            )
+        elif dataset.layout == "series_as_columns" and len(dataset.series_columns) != 1:
+            problems.append(
+                "dataset.layout series_as_columns: dataset.series_columns names the one column "
+                f"the series' headers go to (e.g. [series]), got {dataset.series_columns}"
+            )
         problems += too_small(params.dataset, "dataset", 1, "season_length")
         problems += params.train.common_problems()
         problems += self.model_problems()

@@ -1,15 +1,25 @@
-"""Returns raw tables: built-in datasets shipped inside dependencies, or a user's CSV/Parquet."""
+"""Returns raw tables: built-in datasets shipped inside dependencies, or a user's CSV/Parquet,
+read as one row per series and time (a wide table is melted as it is read)."""
 
 from __future__ import annotations
 
 import io
+import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from trainyard.errors import DataError
+from trainyard.tasks.forecast.config import LAYOUTS, DatasetConfig
+from trainyard.tasks.forecast.validate import DataValidationError, read_times, series_labels
 from trainyard.tasks.prepared import decode_utf8
+
+LONG, DATES_AS_COLUMNS, SERIES_AS_COLUMNS = LAYOUTS  # forecast.dataset.layout
+SHOWN_CELLS = 5  # offending cells quoted per problem
+YEAR = re.compile(r"^[12][0-9]{3}$")  # a header such as 1960 reads as that year
 
 
 class DatasetError(DataError):
@@ -59,8 +69,18 @@ BUILTIN_DATASETS: dict[str, tuple[Callable[[], pd.DataFrame], dict[str, object]]
 }
 
 
-def read_table(name: str, root: Path) -> tuple[pd.DataFrame, str]:
-    """Returns the raw table named by `name` (built-in or path) and a label for messages."""
+def read_table(
+    name: str, root: Path, spec: DatasetConfig | None = None
+) -> tuple[pd.DataFrame, str]:
+    """Returns the raw table named by `name` (built-in or path) and a label for messages; a
+    wide table (`spec.layout`) is melted to one row per series and time first (to_long)."""
+    frame, source = _read_file(name, root)
+    if spec is not None and spec.layout != LONG and name not in BUILTIN_DATASETS:
+        frame = to_long(frame, spec, source)
+    return frame, source
+
+
+def _read_file(name: str, root: Path) -> tuple[pd.DataFrame, str]:
     if name in BUILTIN_DATASETS:
         return BUILTIN_DATASETS[name][0](), f"built-in dataset {name!r}"
     path = Path(name)
@@ -94,3 +114,211 @@ def read_table(name: str, root: Path) -> tuple[pd.DataFrame, str]:
 def builtin_overrides(name: str) -> dict[str, object]:
     """Returns the dataset keys that describe built-in `name`'s table (empty for a path)."""
     return dict(BUILTIN_DATASETS.get(name, (None, {}))[1])
+
+
+# --- wide tables ---------------------------------------------------------------------------
+
+
+def header_times(columns: list[str]) -> dict[str, pd.Timestamp]:
+    """Returns the column headers that read as dates/times, with their times: text with digits
+    that pandas parses (2024-01-31, 2024-01, 31/01/2024 10:00) or a year alone (1960)."""
+    times = {}
+    for name in columns:
+        text = str(name).strip()
+        if YEAR.match(text):
+            times[name] = pd.Timestamp(year=int(text), month=1, day=1)
+            continue
+        if not re.search(r"\d", text) or _is_number(text):
+            continue  # no digits, or a number alone: not a date
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pandas guessing a day-first format
+                stamp = pd.to_datetime(text)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if not pd.isna(stamp):
+            times[name] = stamp.tz_localize(None) if stamp.tzinfo else stamp
+    return times
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def to_long(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFrame:
+    """Returns wide `frame` as one row per series and time, in the columns `spec` names:
+    its time_column, target and series_columns. "dates_as_columns": every other column
+    names the series of its row; "series_as_columns": every column but spec.time_column is
+    a series named after its header. A series starts at its first value and ends at its
+    last (series of different lengths leave cells empty); an empty cell between them is a
+    missing value (an error unless missing_target is gap). Raises DataError naming the row
+    and column of a cell that is not a number, a repeated series or time, or a name clash."""
+    frame = frame.rename(columns=str)
+    if spec.layout == DATES_AS_COLUMNS:
+        return _dates_as_columns(frame, spec, source)
+    return _series_as_columns(frame, spec, source)
+
+
+def _dates_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFrame:
+    times = header_times(list(frame.columns))
+    layout = f"forecast.dataset.layout is {DATES_AS_COLUMNS}"
+    if len(times) < 2:
+        raise DatasetError(
+            f"{source}: {layout}, but {len(times)} column header(s) read as dates (columns: "
+            f"{_names(list(frame.columns))}); give the dates as headers (2024-01-31, 2024-01 or "
+            f"a year), or set forecast.dataset.layout to {LONG} or {SERIES_AS_COLUMNS}"
+        )
+    ids = [name for name in frame.columns if name not in times]
+    _no_clash(spec, source)
+    unknown = [name for name in spec.series_columns if name not in ids]
+    if unknown:
+        raise DatasetError(
+            f"{source}: series_columns {_names(unknown)} are not columns of the table; with "
+            f"{layout} they are among its columns that are not dates: {_names(ids) or 'none'}"
+        )
+    _no_repeated_times(times, source)
+    dates = sorted(times, key=times.__getitem__)
+    labels = series_labels(frame, spec.series_columns)
+    repeated = np.flatnonzero(labels.duplicated(keep=False).to_numpy())
+    if len(repeated):
+        rows = ", ".join(str(r + 1) for r in repeated[:SHOWN_CELLS])
+        by = (
+            f"series_columns {_names(spec.series_columns)}"
+            if spec.series_columns
+            else "no series_columns: one series"
+        )
+        raise DatasetError(
+            f"{source}: rows {rows} are the same series ({by}); with {layout} each row is "
+            "one series: merge or drop the repeats, or set forecast.dataset.series_columns "
+            "to the columns that tell the rows apart"
+        )
+    values = _numbers(frame[dates], source)
+    stamps = pd.DatetimeIndex([times[name] for name in dates])
+    cells = values.to_numpy(dtype=np.float64)
+    keep = _spans(cells, spec, source, lambda i, j: (i, dates[j]), labels.tolist())
+    series, steps = np.nonzero(keep)
+    long = frame[spec.series_columns].iloc[series].reset_index(drop=True)
+    long[spec.time_column] = stamps[steps]
+    long[spec.target] = cells[series, steps]
+    return long
+
+
+def _series_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFrame:
+    layout = f"forecast.dataset.layout is {SERIES_AS_COLUMNS}"
+    if spec.time_column not in frame.columns:
+        raise DatasetError(
+            f"{source}: {layout}, but there is no column {spec.time_column!r} (time_column); "
+            f"the columns are {_names(list(frame.columns))}"
+        )
+    columns = [name for name in frame.columns if name != spec.time_column]
+    if not columns:
+        raise DatasetError(f"{source}: {layout}, but no column besides the time holds a series")
+    for key, name in (("series_columns", spec.series_columns[0]), ("target", spec.target)):
+        if name == spec.time_column:
+            raise DatasetError(
+                f"{source}: {key} {name!r} is also the time column; name it otherwise"
+            )
+    if spec.series_columns[0] == spec.target:
+        raise DatasetError(
+            f"{source}: series_columns and target are both {spec.target!r}; name them otherwise"
+        )
+    single = DatasetConfig(time_column=spec.time_column, series_columns=[])
+    times, problems = read_times(frame, single)
+    if problems:
+        raise DataValidationError(source, problems)
+    repeats = np.flatnonzero(times.duplicated(keep=False).to_numpy())
+    if len(repeats):
+        rows = ", ".join(str(r + 1) for r in repeats[:SHOWN_CELLS])
+        raise DatasetError(
+            f"{source}: rows {rows} repeat the time {times.iloc[repeats[0]]} in column "
+            f"{spec.time_column!r}; with {layout} each row is one time: merge or drop repeats"
+        )
+    values = _numbers(frame[columns], source)
+    cells = values.to_numpy(dtype=np.float64).T  # one row per series
+    keep = _spans(cells, spec, source, lambda i, j: (j, columns[i]), columns)
+    series, steps = np.nonzero(keep)
+    long = pd.DataFrame({spec.time_column: times.to_numpy()[steps]})
+    long[spec.series_columns[0]] = np.asarray(columns, dtype=object)[series]
+    long[spec.target] = cells[series, steps]
+    return long
+
+
+def _no_clash(spec: DatasetConfig, source: str) -> None:
+    for key, name in (("time_column", spec.time_column), ("target", spec.target)):
+        if name in spec.series_columns:
+            raise DatasetError(
+                f"{source}: column {name!r} names the series (series_columns), and "
+                f"forecast.dataset.{key} names the melted table's {key.replace('_column', '')} "
+                f"column the same; set {key} to another name"
+            )
+
+
+def _no_repeated_times(times: dict[str, pd.Timestamp], source: str) -> None:
+    seen: dict[pd.Timestamp, str] = {}
+    for name, stamp in times.items():
+        if stamp in seen:
+            raise DatasetError(
+                f"{source}: column headers {seen[stamp]!r} and {name!r} are the same time "
+                f"({stamp}); keep one column per time"
+            )
+        seen[stamp] = name
+
+
+def _numbers(cells: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Returns `cells` as numbers; raises DatasetError naming cells that hold something else."""
+    numbers = cells.apply(pd.to_numeric, errors="coerce")
+    text = cells.astype(str).apply(lambda column: column.str.strip())
+    bad = numbers.isna().to_numpy() & cells.notna().to_numpy() & (text != "").to_numpy()
+    if bad.any():
+        rows, columns = np.nonzero(bad)
+        shown = "; ".join(
+            f"row {r + 1}, column {cells.columns[c]!r}: {cells.iat[r, c]!r}"
+            for r, c in list(zip(rows, columns, strict=True))[:SHOWN_CELLS]
+        )
+        more = f" and {len(rows) - SHOWN_CELLS} more" if len(rows) > SHOWN_CELLS else ""
+        raise DatasetError(
+            f"{source}: {len(rows)} cell(s) are not numbers: {shown}{more} (rows count data "
+            "rows from 1; in a CSV, row N is on line N+1). Make them numbers or leave them empty"
+        )
+    return numbers
+
+
+def _spans(
+    cells: np.ndarray, spec: DatasetConfig, source: str, where: Callable, labels: list[str]
+) -> np.ndarray:
+    """Returns which cells of `cells` (one row per series, one column per time) belong to
+    their series: from its first value to its last. Raises DatasetError for a series with no
+    value, and for empty cells within a series unless missing_target is gap; `where(i, j)`
+    returns the (0-based row, column header) of cell i, j in the file."""
+    present = ~np.isnan(cells)
+    empty = np.flatnonzero(~present.any(axis=1))
+    if len(empty):
+        raise DatasetError(
+            f"{source}: series {_names([labels[i] for i in empty])} hold no value; drop them"
+        )
+    steps = np.arange(cells.shape[1])
+    first = np.argmax(present, axis=1)
+    last = cells.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1)
+    keep = (steps >= first[:, None]) & (steps <= last[:, None])
+    holes = np.argwhere(keep & ~present)
+    if len(holes) and spec.missing_target != "gap":
+        shown = "; ".join(
+            f"series {labels[i]!r}: row {where(i, j)[0] + 1}, column {where(i, j)[1]!r}"
+            for i, j in holes[:SHOWN_CELLS]
+        )
+        more = f" and {len(holes) - SHOWN_CELLS} more" if len(holes) > SHOWN_CELLS else ""
+        raise DatasetError(
+            f"{source}: {len(holes)} empty cell(s) between a series' first and last values: "
+            f"{shown}{more}. Fill them from the source, or set forecast.dataset.missing_target: "
+            "gap to treat them as missing steps (windows touching them are skipped)"
+        )
+    return keep
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(map(str, names[:8]))
+    return shown + (f" and {len(names) - 8} more" if len(names) > 8 else "")

@@ -14,10 +14,14 @@ What is inferred from a long-format table (one row per series and time):
   shortest series, with validation and holdout parts of at least MIN_ORIGINS rolling origins
   and an encoder of max(2 x horizon, season_length) steps where the series are long enough.
 
-Wide tables (a column per series, or dates as column headers) are not reshaped: a table with
-several numeric columns needs --target (the others are left out), and the errors show how to
-melt a wide table to long. Ambiguity raises ConfigError naming the file, the candidates and the
-flag that settles it; a table no choice can fix raises DataError.
+What is inferred first is the layout: a table with no column of times and at least two column
+headers that are dates (2024-01-31, 2024-01, a year alone) holds a series per row
+("dates_as_columns": its other columns name the series), and is melted to long with a "date"
+and a "value" column; else the table is long. A table with a column per series beside one time
+column is read so when --layout series_as_columns says so (a table with several numeric
+columns is otherwise ambiguous: a target and its covariates, or many series). Ambiguity raises
+ConfigError naming the file, the candidates and the flag that settles it; a table no choice can
+fix raises DataError.
 """
 
 from __future__ import annotations
@@ -33,8 +37,16 @@ import pandas as pd
 
 from trainyard.config import section_from_dict
 from trainyard.errors import ConfigError, DataError
-from trainyard.tasks.forecast.config import DatasetConfig, WindowConfig
-from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS, read_table
+from trainyard.tasks.forecast.config import LAYOUTS, DatasetConfig, WindowConfig
+from trainyard.tasks.forecast.datasets import (
+    BUILTIN_DATASETS,
+    DATES_AS_COLUMNS,
+    LONG,
+    SERIES_AS_COLUMNS,
+    header_times,
+    read_table,
+    to_long,
+)
 from trainyard.tasks.forecast.validate import (
     SINGLE_SERIES,
     DataValidationError,
@@ -51,6 +63,7 @@ SHOWN = 8  # candidates or columns named in one message
 
 # The flag that pins each key on the command line (the others are params.yaml keys only).
 FLAGS = {
+    "layout": "--layout",
     "time_column": "--time-column",
     "target": "--target",
     "series_columns": "--series-column",
@@ -59,6 +72,7 @@ FLAGS = {
     "horizon": "--horizon",
 }
 DATASET_KEYS = (
+    "layout",
     "time_column",
     "target",
     "series_columns",
@@ -80,6 +94,7 @@ WINDOW_KEYS = (
 class Pins:
     """Keys the user fixed (None: infer it), and where each was fixed, for messages."""
 
+    layout: str | None = None  # LAYOUTS
     time_column: str | None = None
     target: str | None = None
     series_columns: list[str] | None = None
@@ -200,10 +215,21 @@ def infer_file(name: str, root: Path, pins: Pins | None = None) -> Inference:
 def infer_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
     """Returns the keys of `frame`, inferred where `pins` leaves them open; raises ConfigError
     when a choice is ambiguous (naming the candidates and the flag), DataError when the table
-    cannot be read as time series at all."""
+    cannot be read as time series at all. A wide table is melted first (the layout)."""
     if frame.empty:
         raise DataError(f"{source}: the table has no rows; export the data again")
     frame = frame.rename(columns=str)
+    layout, how = _layout_of(frame, source, pins)
+    if layout != LONG:
+        frame, pins = _melted(frame, source, layout, pins)
+    inference = _long_keys(frame, source, pins)
+    inference.dataset = {"layout": layout, **inference.dataset}
+    inference.choices.insert(0, Choice("layout", layout, how, pins.layout is not None))
+    return inference
+
+
+def _long_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
+    """Returns the keys of long `frame` (infer_keys)."""
     choices: list[Choice] = []
     covariates = [*(pins.known_covariates or []), *(pins.unknown_covariates or [])]
     for key in ("known_covariates", "unknown_covariates"):
@@ -262,6 +288,116 @@ def infer_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
             )
         )
     return Inference(source, dataset, windows, choices)
+
+
+# --- layout --------------------------------------------------------------------------------
+
+
+def _layout_of(frame: pd.DataFrame, source: str, pins: Pins) -> tuple[str, str]:
+    if pins.layout is not None:
+        if pins.layout not in LAYOUTS:
+            raise ConfigError(
+                f"{source}: layout {pins.layout!r} (set by {pins.origin('layout')}) is not one "
+                f"of {', '.join(LAYOUTS)}"
+            )
+        return pins.layout, f"set by {pins.origin('layout')}"
+    if pins.time_column is None:
+        headers = header_times(list(frame.columns))
+        if len(headers) >= 2 and not any(
+            _holds_dates(frame[name]) for name in frame.columns if name not in headers
+        ):
+            return DATES_AS_COLUMNS, (
+                f"no column holds times and {len(headers)} column headers are dates: a row "
+                "per series"
+            )
+    return LONG, "a row per series and time"
+
+
+def _melted(frame: pd.DataFrame, source: str, layout: str, pins: Pins) -> tuple[pd.DataFrame, Pins]:
+    """Returns wide `frame` melted to long, and the pins naming its columns: the time and
+    target columns it gets (date and value unless pinned) and its series columns."""
+    if pins.known_covariates or pins.unknown_covariates:
+        raise ConfigError(
+            f"{source}: covariates need a long table (a column each); a {layout} table holds "
+            "only the series' values"
+        )
+    why = f"the {layout} layout"
+    if layout == DATES_AS_COLUMNS:
+        ids = [name for name in frame.columns if name not in header_times(list(frame.columns))]
+        if pins.series_columns is not None:
+            series, how = list(pins.series_columns), f"set by {pins.origin('series_columns')}"
+        else:
+            series, how = _row_names(frame, ids, source)
+            how = f"{why}: {how}"
+        named = f"{why}: the name the header dates get"
+        time_column = pins.time_column or _free("date", series)
+        target = pins.target or _free("value", [*series, time_column])
+    else:
+        time_column, named = _time_column(frame, source, pins, [])
+        named = f"{why}: {named}"
+        if pins.series_columns is not None and len(pins.series_columns) != 1:
+            raise ConfigError(
+                f"{source}: with {SERIES_AS_COLUMNS} the series' headers go to one column; "
+                f"{pins.origin('series_columns')} names {pins.series_columns}"
+            )
+        series = list(pins.series_columns or [_free("series", [time_column])])
+        how = (
+            f"set by {pins.origin('series_columns')}"
+            if pins.series_columns is not None
+            else f"{why}: the column headers besides {time_column!r} name the series"
+        )
+        target = pins.target or _free("value", [time_column, *series])
+    spec = DatasetConfig(
+        layout=layout,
+        time_column=time_column,
+        target=target,
+        series_columns=series,
+        missing_target="gap",  # prepare checks empty cells with the user's missing_target
+    )
+    long = to_long(frame, spec, source)
+    origins = {
+        **pins.origins,
+        "time_column": pins.origin("time_column") if pins.time_column else named,
+        "target": pins.origin("target") if pins.target else f"{why}: the cells' values",
+        "series_columns": how.removeprefix("set by "),
+    }
+    melted = replace(
+        pins, time_column=time_column, target=target, series_columns=series, origins=origins
+    )
+    return long, melted
+
+
+def _free(name: str, taken: list[str]) -> str:
+    """Returns `name`, or `name` with a number after it, whichever `taken` does not hold."""
+    number = 2
+    chosen = name
+    while chosen in taken:
+        chosen, number = f"{name}_{number}", number + 1
+    return chosen
+
+
+def _row_names(frame: pd.DataFrame, ids: list[str], source: str) -> tuple[list[str], str]:
+    """Returns the columns that name the series of a dates_as_columns table's rows, and why:
+    one row needs none; else the text column (failing that, any column) whose values differ
+    on every row (several such columns name the same rows: the first is taken); else every
+    column whose values vary, when together they tell the rows apart."""
+    if len(frame) == 1:
+        return [], "one row: one series"
+    unique = [name for name in ids if not frame[name].duplicated().any()]
+    texts = [name for name in unique if not _holds_numbers(frame[name])]
+    if unique:
+        chosen = (texts or unique)[0]
+        others = [name for name in unique if name != chosen]
+        also = f"; {_names(others)} too, row for row" if others else ""
+        return [chosen], f"its values name every row's series{also}"
+    varying = [name for name in ids if frame[name].nunique(dropna=False) > 1]
+    if varying and not frame[varying].duplicated().any():
+        return varying, "together they name every row's series"
+    raise DataError(
+        f"{source}: the column headers are dates (a row per series), but no column tells the "
+        f"{len(frame)} rows apart (columns besides the dates: {_names(ids) or 'none'}); add a "
+        f"column naming each row's series, or name them with {_pin_hint('series_columns')}"
+    )
 
 
 # --- columns -------------------------------------------------------------------------------
@@ -336,14 +472,12 @@ def _time_column(
             f"{source}: several columns hold dates/times: {_names(candidates)}; name the time "
             f"column with {_pin_hint('time_column')}"
         )
-    headers = [name for name in frame.columns if _holds_dates(pd.Series([name]))]
+    headers = header_times(list(frame.columns))
     if len(headers) >= 2:
-        ids = [name for name in frame.columns if name not in headers]
         raise DataError(
             f"{source}: no column holds times, but {len(headers)} column headers are dates "
-            f"({_names(headers)}): the table is wide, one row per series. Reshape it to one "
-            "row per series and time, e.g. with pandas: df.melt(id_vars="
-            f"{ids!r}, var_name='date', value_name='value'), and save it again"
+            f"({_names(list(headers))}): read it as a row per series with {FLAGS['layout']} "
+            f"{DATES_AS_COLUMNS}"
         )
     raise DataError(
         f"{source}: no column holds dates or times (columns: {_names(list(frame.columns))}). "
@@ -457,10 +591,9 @@ def _target(
     if varying:
         raise ConfigError(
             f"{source}: several numeric columns could be the target: {_names(varying)}; name "
-            f"the one to forecast with {_pin_hint('target')} (the others can be covariates). If "
-            "each column is a series of its own (a wide table), reshape it to long first, e.g. "
-            f"with pandas: df.melt(id_vars={taken[:1]!r}, var_name='series', "
-            "value_name='value')"
+            f"the one to forecast with {_pin_hint('target')} (the others can be covariates), "
+            f"or, if each column is a series of its own, read the table with {FLAGS['layout']} "
+            f"{SERIES_AS_COLUMNS}"
         )
     if constant:
         raise DataError(

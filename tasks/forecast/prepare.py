@@ -293,7 +293,7 @@ def check_scales(table: pd.DataFrame, spec: DatasetConfig, source: str) -> None:
 def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
     """Returns a summary after validating the configured table and writing the prepared series."""
     spec = params.dataset
-    raw, source = read_table(spec.name, root)
+    raw, source = read_table(spec.name, root, spec)
     typed = validate_table(raw, spec, params.windows, source)
     raw_md5 = frame_md5(typed)
     table, counts = regularize(typed, spec, source)

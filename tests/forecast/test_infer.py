@@ -79,6 +79,7 @@ def prepared_with(root: Path, inference: Inference) -> pd.DataFrame:
 def test_a_single_monthly_series_is_inferred_exactly(tmp_path: Path) -> None:
     inference = infer(tmp_path, monthly(120))
     assert inference.dataset == {
+        "layout": "long",
         "time_column": "month",
         "target": "sales",
         "series_columns": [],
@@ -210,13 +211,6 @@ def test_two_id_columns_that_each_tell_series_apart_need_a_series_column(tmp_pat
     assert "store" in message and "code" in message and "--series-column" in message
     pinned = infer(tmp_path, frame, Pins(series_columns=["code"]))
     assert pinned.dataset["series_columns"] == ["code"]
-
-
-def test_a_wide_table_with_date_headers_is_refused_with_the_reshape(tmp_path: Path) -> None:
-    days = pd.date_range("2024-01-01", periods=6, freq="D").strftime("%Y-%m-%d")
-    frame = pd.DataFrame({"store": ["north", "south"], **{day: [1.0, 2.0] for day in days}})
-    with pytest.raises(DataError, match=r"wide.*melt\(id_vars=\['store'\]"):
-        infer(tmp_path, frame)
 
 
 def test_no_column_of_dates_is_a_data_error(tmp_path: Path) -> None:
