@@ -271,8 +271,9 @@ def _no_repeated_times(times: dict[str, pd.Timestamp], source: str) -> None:
 def _numbers(cells: pd.DataFrame, source: str) -> pd.DataFrame:
     """Returns `cells` as numbers; raises DatasetError naming cells that hold something else."""
     numbers = cells.apply(pd.to_numeric, errors="coerce")
-    text = cells.astype(str).apply(lambda column: column.str.strip())
-    bad = numbers.isna().to_numpy() & cells.notna().to_numpy() & (text != "").to_numpy()
+    bad = numbers.isna().to_numpy() & cells.notna().to_numpy()
+    for r, c in np.argwhere(bad):
+        bad[r, c] = str(cells.iat[r, c]).strip() != ""  # a blank cell is an empty one
     if bad.any():
         rows, columns = np.nonzero(bad)
         shown = "; ".join(
