@@ -14,7 +14,12 @@ import pandas as pd
 
 from trainyard.errors import DataError
 from trainyard.tasks.forecast.config import LAYOUTS, DatasetConfig
-from trainyard.tasks.forecast.validate import DataValidationError, read_times, series_labels
+from trainyard.tasks.forecast.validate import (
+    DataValidationError,
+    day_first,
+    read_times,
+    series_labels,
+)
 from trainyard.tasks.prepared import decode_utf8
 
 LONG, DATES_AS_COLUMNS, SERIES_AS_COLUMNS = LAYOUTS  # forecast.dataset.layout
@@ -97,7 +102,7 @@ def _read_file(name: str, root: Path) -> tuple[pd.DataFrame, str]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(io.StringIO(decode_utf8(path)))
+            frame = read_csv_text(decode_utf8(path))
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
@@ -111,6 +116,61 @@ def _read_file(name: str, root: Path) -> tuple[pd.DataFrame, str]:
     return frame, str(path)
 
 
+def read_csv_text(text: str) -> pd.DataFrame:
+    """Returns the table in CSV `text` as spreadsheets and pandas write it: separated by
+    commas, or by semicolons, tabs or pipes when the header holds no comma; in a comma file, a
+    column of quoted numbers with thousands separators (1,234.5) is read as numbers, and in a
+    semicolon, tab or pipe file one of decimal commas (1.234,5) is; a first column without a
+    header that counts the rows from 0 or 1 (a saved pandas index) is left out."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    separator = ","
+    if "," not in header:
+        counts = {mark: header.count(mark) for mark in (";", "\t", "|")}
+        best = max(counts, key=counts.__getitem__)
+        separator = best if counts[best] else ","
+    frame = pd.read_csv(io.StringIO(text), sep=separator)
+    first = frame.columns[0] if len(frame.columns) > 1 else None
+    if first is not None and (first == "" or str(first).startswith("Unnamed: ")):
+        values = frame[first]
+        if (
+            pd.api.types.is_integer_dtype(values.dtype)
+            and len(values)
+            and (
+                np.array_equal(values, np.arange(len(values)))
+                or np.array_equal(values, np.arange(1, len(values) + 1))
+            )
+        ):
+            frame = frame.drop(columns=first)
+    for name in frame.columns:
+        if frame[name].dtype == object:
+            frame[name] = _locale_numbers(frame[name], separator)
+    return frame
+
+
+THOUSANDS = r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?|[-+]?\d+(\.\d+)?"  # 1,234.5 (comma files)
+DECIMAL_COMMA = r"[-+]?\d{1,3}(\.\d{3})+(,\d+)?|[-+]?\d+(,\d+)?"  # 1.234,5 (the others)
+
+
+def _locale_numbers(values: pd.Series, separator: str) -> pd.Series:
+    """Returns a text column as numbers when every cell is a number written with a comma
+    (thousands in a comma file, decimals in the others); else the column as it was."""
+    text = values.dropna().astype(str).str.strip()
+    text = text[text != ""]
+    if text.empty or not text.str.contains(",", regex=False).any():
+        return values
+    if separator == ",":
+        if not text.str.fullmatch(THOUSANDS).all():
+            return values
+        plain = text.str.replace(",", "", regex=False)
+    else:
+        if not text.str.fullmatch(DECIMAL_COMMA).all():
+            return values
+        plain = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    numbers = pd.Series(np.nan, index=values.index)
+    numbers[plain.index] = plain.astype(float)
+    return numbers
+
+
 def builtin_overrides(name: str) -> dict[str, object]:
     """Returns the dataset keys that describe built-in `name`'s table (empty for a path)."""
     return dict(BUILTIN_DATASETS.get(name, (None, {}))[1])
@@ -119,9 +179,13 @@ def builtin_overrides(name: str) -> dict[str, object]:
 # --- wide tables ---------------------------------------------------------------------------
 
 
-def header_times(columns: list[str]) -> dict[str, pd.Timestamp]:
+def header_times(columns: list[str], source: str) -> dict[str, pd.Timestamp]:
     """Returns the column headers that read as dates/times, with their times: text with digits
     that pandas parses (2024-01-31, 2024-01, 31/01/2024 10:00) or a year alone (1960)."""
+    texts = pd.Series([str(name).strip() for name in columns], dtype=object)
+    dayfirst, problem = day_first(texts, "(the headers)", pd.Series("", index=texts.index))
+    if problem is not None:
+        raise DatasetError(f"{source}: column headers: {problem.what}; {problem.fix}")
     times = {}
     for name in columns:
         text = str(name).strip()
@@ -133,7 +197,7 @@ def header_times(columns: list[str]) -> dict[str, pd.Timestamp]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pandas guessing a day-first format
-                stamp = pd.to_datetime(text)
+                stamp = pd.to_datetime(text, dayfirst=dayfirst)
         except (TypeError, ValueError, OverflowError):
             continue
         if not pd.isna(stamp):
@@ -164,7 +228,7 @@ def to_long(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFra
 
 
 def _dates_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFrame:
-    times = header_times(list(frame.columns))
+    times = header_times(list(frame.columns), source)
     layout = f"forecast.dataset.layout is {DATES_AS_COLUMNS}"
     if len(times) < 2:
         raise DatasetError(

@@ -302,7 +302,7 @@ def _layout_of(frame: pd.DataFrame, source: str, pins: Pins) -> tuple[str, str]:
             )
         return pins.layout, f"set by {pins.origin('layout')}"
     if pins.time_column is None:
-        headers = header_times(list(frame.columns))
+        headers = header_times(list(frame.columns), source)
         if len(headers) >= 2 and not any(
             _holds_dates(frame[name]) for name in frame.columns if name not in headers
         ):
@@ -323,7 +323,8 @@ def _melted(frame: pd.DataFrame, source: str, layout: str, pins: Pins) -> tuple[
         )
     why = f"the {layout} layout"
     if layout == DATES_AS_COLUMNS:
-        ids = [name for name in frame.columns if name not in header_times(list(frame.columns))]
+        dates = header_times(list(frame.columns), source)
+        ids = [name for name in frame.columns if name not in dates]
         if pins.series_columns is not None:
             series, how = list(pins.series_columns), f"set by {pins.origin('series_columns')}"
         else:
@@ -472,7 +473,7 @@ def _time_column(
             f"{source}: several columns hold dates/times: {_names(candidates)}; name the time "
             f"column with {_pin_hint('time_column')}"
         )
-    headers = header_times(list(frame.columns))
+    headers = header_times(list(frame.columns), source)
     if len(headers) >= 2:
         raise DataError(
             f"{source}: no column holds times, but {len(headers)} column headers are dates "

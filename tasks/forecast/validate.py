@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -347,8 +348,11 @@ def _parse_times(
     """Returns text or datetime objects parsed to datetimes (tz-aware when they carry one
     offset), or None and the problems: unreadable values, or different UTC offsets."""
     present = values.notna()
+    dayfirst, problem = day_first(values, column, labels)
+    if problem is not None:
+        return None, [problem]
     try:
-        times = pd.to_datetime(values, errors="coerce", format="mixed")
+        times = pd.to_datetime(values, errors="coerce", format="mixed", dayfirst=dayfirst)
         unread = present & times.isna()
         if not pd.api.types.is_datetime64_any_dtype(times):  # pandas 2: offsets mixed, as objects
             times, unread = None, present
@@ -406,6 +410,55 @@ def read_times(frame: pd.DataFrame, spec: DatasetConfig) -> tuple[pd.Series, lis
         problems = _daylight_saving_problems(times, spec, labels)
         return (unset if problems else times.dt.tz_localize(None)), problems
     return times, []
+
+
+# A date with the year last: 01/02/2015, 1.2.15, 01-02-2015 10:00 (day and month in either order).
+YEAR_LAST = re.compile(r"^\s*(\d{1,2})([/.-])(\d{1,2})\2(?:\d{4}|\d{2})(?:$|[\sT])")
+ISO_FIX = "write every date one way, best as ISO 2015-02-01 (year, month, day)"
+
+
+def day_first(values: pd.Series, column: str, labels: pd.Series) -> tuple[bool, Problem | None]:
+    """Returns whether the column's dates written with the year last put the day first,
+    decided once for the whole column (pandas would decide date by date, reading 01/02/2015 as
+    2 January and 13/02/2015 as 13 February): day first where a first field exceeds 12, month
+    first where a second one does, day first for dotted dates (1.2.2015) and where the first
+    field never changes (01/02, 01/03: the first of each month), month first where the second
+    never changes. A Problem when the dates take both orders, or when nothing decides."""
+    if values.dtype != object:
+        return False, None
+    text = pd.Series(values.dropna().astype(str).unique())  # a panel repeats its dates
+    parts = text.str.extract(YEAR_LAST)
+    matched = parts[0].notna()
+    if not matched.any():
+        return False, None
+    first, mark, second = (parts.loc[matched, i] for i in (0, 1, 2))
+    first, second = first.astype(int), second.astype(int)
+    days_first, months_first = first > 12, second > 12
+    example = text[matched].iloc[0]
+    if days_first.any() and months_first.any():
+        shown = [text[days_first.idxmax()], text[months_first.idxmax()]]
+        rows = [int(np.flatnonzero((values == value).to_numpy())[0]) for value in shown]
+        return False, Problem(
+            column,
+            f"dates written day first ({shown[0]}) and month first ({shown[1]})",
+            ISO_FIX,
+            rows=[row + 1 for row in rows],
+            series=sorted(labels.iloc[rows].unique().tolist()),
+        )
+    if days_first.any() or (not months_first.any() and (mark == ".").all()):
+        return True, None
+    if months_first.any():
+        return False, None
+    if first.nunique() == 1 and second.nunique() > 1:
+        return True, None
+    if second.nunique() == 1 and first.nunique() > 1:
+        return False, None
+    return False, Problem(
+        column,
+        f"dates such as {example} read as day/month as well as month/day (no day above 12 "
+        "tells which)",
+        ISO_FIX,
+    )
 
 
 def _unreadable_problem(column: str, rows: np.ndarray, labels: pd.Series) -> Problem:

@@ -344,3 +344,82 @@ def test_init_creates_a_params_file_for_forecasting_only(tmp_path: Path) -> None
     assert written["run"] == {"families": ["forecast"]}
     assert written["forecast"]["dataset"]["frequency"] == "MS"
     assert written["forecast"]["windows"]["horizon"] == 12
+
+
+# --- spreadsheet exports -------------------------------------------------------------------------
+
+
+def _export(frame: pd.DataFrame, separator: str, number: str) -> str:
+    """Returns `frame` as CSV text the way a spreadsheet of that locale writes it."""
+    lines = [separator.join(frame.columns)]
+    for month, sales in frame.itertuples(index=False):
+        lines.append(f"{month}{separator}{number.format(sales)}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "scale", "rounding"),
+    [
+        pytest.param(
+            lambda f: _export(f, ";", "{:.2f}").replace(".", ","), 1, 2, id="semicolon-dec-comma"
+        ),
+        pytest.param(lambda f: _export(f, ";", "{:.3f}"), 1, 3, id="semicolon-dec-point"),
+        pytest.param(lambda f: _export(f, "\t", "{:.3f}"), 1, 3, id="tab"),
+        pytest.param(lambda f: _export(f, "|", "{:.3f}"), 1, 3, id="pipe"),
+        pytest.param(
+            lambda f: _export(f.assign(sales=f["sales"] * 1000), ",", '"{:,.1f}"'),
+            1000,
+            1,
+            id="comma-thousands",
+        ),
+        pytest.param(lambda f: f.to_csv(), 1, 6, id="saved-pandas-index"),
+        pytest.param(lambda f: f.to_csv(index=False, lineterminator="\r\n"), 1, 6, id="crlf"),
+    ],
+)
+def test_spreadsheet_exports_read_as_the_same_series(
+    tmp_path: Path, text, scale: int, rounding: int
+) -> None:
+    frame = monthly(60)
+    (tmp_path / "data.csv").write_text(text(frame), encoding="utf-8-sig")  # with a BOM
+    inference = infer_file("data.csv", tmp_path)
+    assert inference.dataset["time_column"] == "month" and inference.dataset["target"] == "sales"
+    assert inference.dataset["frequency"] == "MS"
+    table = prepared_with(tmp_path, inference)
+    expected = (frame["sales"] * scale).round(rounding)
+    np.testing.assert_allclose(table["sales"], expected, rtol=1e-6)
+
+
+def test_day_first_dates_are_read_day_first_for_the_whole_column(tmp_path: Path) -> None:
+    frame = monthly(60)
+    months = pd.to_datetime(frame["month"])
+    # The first of each month, day first: pandas alone reads 01/02/2015 as 2 January.
+    first_of_month = frame.assign(month=months.dt.strftime("%d/%m/%Y"))
+    inference = infer(tmp_path, first_of_month)
+    assert inference.dataset["frequency"] == "MS"
+    table = prepared_with(tmp_path, inference)
+    assert table["month"].tolist() == months.tolist()
+    # Daily, day first: 13/01/2020 decides it, and 01/02/2020 is then 1 February.
+    days = pd.date_range("2020-01-01", periods=90, freq="D")
+    daily = pd.DataFrame({"day": days.strftime("%d/%m/%Y"), "units": seasonal(90, 7)})
+    inference = infer(tmp_path, daily)
+    assert inference.dataset["frequency"] == "D"
+    assert prepared_with(tmp_path, inference)["day"].tolist() == days.tolist()
+    # The first of each month written month first (the day is the constant field).
+    american = frame.assign(month=months.dt.strftime("%m/%d/%Y"))
+    assert prepared_with(tmp_path, infer(tmp_path, american))["month"].tolist() == months.tolist()
+
+
+def test_dates_written_both_ways_or_undecidable_are_errors(tmp_path: Path) -> None:
+    days = pd.date_range("2020-01-01", periods=40, freq="D")
+    mixed = pd.DataFrame({"day": days.strftime("%d/%m/%Y"), "units": seasonal(40, 7)})
+    mixed.loc[30, "day"] = days[30].strftime("%m/%d/%Y")  # 01/31/2020 among day-first dates
+    with pytest.raises(DataError) as caught:
+        infer(tmp_path, mixed)
+    message = str(caught.value)
+    assert "day first (13/01/2020) and month first (01/31/2020)" in message
+    assert "rows 13, 31" in message and "ISO" in message
+    undecided = pd.DataFrame(
+        {"day": ["02/03/2020", "03/04/2020", "04/05/2020"], "units": [1, 2, 3]}
+    )
+    with pytest.raises(DataError, match="02/03/2020 read as day/month as well as month/day"):
+        infer(tmp_path, undecided)
