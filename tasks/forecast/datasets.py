@@ -121,7 +121,8 @@ def read_csv_text(text: str) -> pd.DataFrame:
     commas, or by semicolons, tabs or pipes when the header holds no comma; in a comma file, a
     column of quoted numbers with thousands separators (1,234.5) is read as numbers, and in a
     semicolon, tab or pipe file one of decimal commas (1.234,5) is; a first column without a
-    header that counts the rows from 0 or 1 (a saved pandas index) is left out."""
+    header that counts the rows from 0 or 1 (a saved pandas index) is left out, and so are
+    rows of empty cells at the end (",,")."""
     header = next((line for line in text.splitlines() if line.strip()), "")
     separator = ","
     if "," not in header:
@@ -129,6 +130,8 @@ def read_csv_text(text: str) -> pd.DataFrame:
         best = max(counts, key=counts.__getitem__)
         separator = best if counts[best] else ","
     frame = pd.read_csv(io.StringIO(text), sep=separator)
+    filled = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
+    frame = frame.iloc[: filled[-1] + 1 if len(filled) else 0]  # rows of empty cells at the end
     first = frame.columns[0] if len(frame.columns) > 1 else None
     if first is not None and (first == "" or str(first).startswith("Unnamed: ")):
         values = frame[first]

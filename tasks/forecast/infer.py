@@ -6,6 +6,7 @@ What is inferred from a long-format table (one row per series and time):
 - series_columns: none when every time occurs once (one series); else the one text column
   (failing that, the one whole-number column) that makes (series, time) unique;
 - target: the only numeric column, besides those, that varies within a series;
+- missing_target: gap when the target has empty cells, else error;
 - frequency: pandas' infer_freq, or the most common step between times when there are gaps,
   checked like the prepare step checks it (every time on one grid per series);
 - season_length: from the frequency (h 24, D 7, B 5, W 52, M 12, Q 4, Y 1), 1 when the
@@ -80,6 +81,7 @@ DATASET_KEYS = (
     "unknown_covariates",
     "frequency",
     "season_length",
+    "missing_target",
 )
 WINDOW_KEYS = (
     "encoder_length",
@@ -102,6 +104,7 @@ class Pins:
     unknown_covariates: list[str] | None = None
     frequency: str | None = None
     season_length: int | None = None  # steps per season
+    missing_target: str | None = None  # "error" or "gap"
     horizon: int | None = None  # steps forecast
     encoder_length: int | None = None  # steps a model sees
     shorter_encoders: list[int] | None = None  # encoders LSTM/TCN also train a network on
@@ -246,6 +249,8 @@ def _long_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
 
     target, how = _target(frame, labels, source, pins, [time_column, *series, *covariates])
     choices.append(Choice("target", target, how, pins.target is not None))
+    missing, how = _missing_target(frame[target], times, labels, pins)
+    choices.append(Choice("missing_target", missing, how, pins.missing_target is not None))
 
     steps = _series_times(times, labels)
     frequency, how = _frequency(steps, source, time_column, pins)
@@ -271,6 +276,7 @@ def _long_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
         "unknown_covariates": list(pins.unknown_covariates or []),
         "frequency": frequency,
         "season_length": season,
+        "missing_target": missing,
     }
     unused = [
         name
@@ -558,6 +564,28 @@ def _series_columns(
         f"apart ({repeated} rows repeat a (series, time) even with every text column "
         f"{_names(texts) if texts else '(there is none)'}). Name the columns of a series with "
         f"{_pin_hint('series_columns')}, or keep one row per series and time"
+    )
+
+
+def _missing_target(
+    values: pd.Series, times: pd.Series, labels: pd.Series, pins: Pins
+) -> tuple[str, str]:
+    """Returns missing_target: "gap" when the target has empty cells (they become missing
+    steps, never filled), else "error" (an empty cell in later data is refused)."""
+    if pins.missing_target is not None:
+        return pins.missing_target, f"set by {pins.origin('missing_target')}"
+    empty = np.flatnonzero(values.isna().to_numpy())
+    if len(empty) == 0:
+        return "error", "the target has no empty cell; one in later data is an error"
+    first = empty[0]
+    where = (
+        f"{times.iloc[first]}"
+        if (labels == labels.iloc[0]).all()
+        else (f"{times.iloc[first]} in series {labels.iloc[first]}")
+    )
+    return "gap", (
+        f"{len(empty)} empty target cell(s), the first at {where}: missing steps, never "
+        "filled; windows touching them are skipped"
     )
 
 

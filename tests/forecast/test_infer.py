@@ -87,6 +87,7 @@ def test_a_single_monthly_series_is_inferred_exactly(tmp_path: Path) -> None:
         "unknown_covariates": [],
         "frequency": "MS",
         "season_length": 12,
+        "missing_target": "error",  # no empty target cell
     }
     # Horizon 12 (a year of months); encoder max(2 x 12, 12); validation and holdout a fifth
     # of 120 steps at most, 2 x horizon at least wanted.
@@ -113,6 +114,18 @@ def test_a_long_panel_gets_its_id_column(tmp_path: Path) -> None:
     # The shortest series (150 steps) bounds the windows: horizon 14 is kept (<= 150 / 8).
     assert inference.windows["horizon"] == 14
     assert "shortest series, south, has 150 steps" in "\n".join(inference.lines())
+
+
+def test_empty_target_cells_make_missing_target_gap(tmp_path: Path) -> None:
+    frame = daily_panel({"north": 120, "south": 100})
+    frame.loc[[5, 130], "units"] = np.nan  # one in each series
+    inference = infer(tmp_path, frame)
+    assert inference.dataset["missing_target"] == "gap"
+    assert "2 empty target cell(s), the first at 2024-03-08 00:00:00 in series north" in "\n".join(inference.lines())
+    table = prepared_with(tmp_path, inference)
+    assert table["units"].isna().sum() == 2  # missing steps, never filled
+    pinned = infer(tmp_path, frame, Pins(missing_target="error"))
+    assert pinned.dataset["missing_target"] == "error"
 
 
 def test_gaps_keep_the_frequency_of_the_most_common_step(tmp_path: Path) -> None:
@@ -374,6 +387,7 @@ def _export(frame: pd.DataFrame, separator: str, number: str) -> str:
         ),
         pytest.param(lambda f: f.to_csv(), 1, 6, id="saved-pandas-index"),
         pytest.param(lambda f: f.to_csv(index=False, lineterminator="\r\n"), 1, 6, id="crlf"),
+        pytest.param(lambda f: f.to_csv(index=False) + ",\n,\n", 1, 6, id="trailing-empty-rows"),
     ],
 )
 def test_spreadsheet_exports_read_as_the_same_series(

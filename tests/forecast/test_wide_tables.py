@@ -175,9 +175,8 @@ def test_empty_cells_within_a_series_are_gaps_when_missing_target_is_gap(tmp_pat
     wide.loc[0, "2013-05"] = np.nan
     wide.to_csv(tmp_path / "wide.csv", index=False)
     inference = infer_file("wide.csv", tmp_path)
-    table = prepared(
-        tmp_path, "wide.csv", {**inference.dataset, "missing_target": "gap"}, inference.windows
-    )
+    assert inference.dataset["missing_target"] == "gap"  # inferred from the empty cell
+    table = prepared(tmp_path, "wide.csv", inference.dataset, inference.windows)
     east = table[table["series_id"] == "east"].set_index("date")["value"]
     assert len(east) == 96 and east.isna().sum() == 1 and np.isnan(east["2013-05-01"])
 
