@@ -44,10 +44,11 @@ SERVING_PAYLOADS = {"dataframe_split": "split", "dataframe_records": "records"}
 
 
 def read_input_table(path: Path, as_text: bool = False) -> pd.DataFrame:
-    """Returns the table in a model input file: CSV (UTF-8, header row), Parquet, JSON (a list
+    """Returns the table in a model input file: CSV (UTF-8, header row; read as
+    prepared.read_csv_text reads spreadsheets), Parquet, JSON (a list
     of records, {column: values}, or an /invocations body) or JSON lines. `as_text` reads
     every CSV cell as text (no numbers, no NA markers). Raises DataError naming the file."""
-    from trainyard.tasks.prepared import decode_utf8
+    from trainyard.tasks.prepared import decode_utf8, read_csv_text
 
     suffix = path.suffix.lower()
     if suffix not in INPUT_SUFFIXES:
@@ -65,7 +66,7 @@ def read_input_table(path: Path, as_text: bool = False) -> pd.DataFrame:
             text = io.StringIO(decode_utf8(path))
             if as_text:
                 return pd.read_csv(text, dtype=str, keep_default_na=False)
-            return pd.read_csv(text)
+            return read_csv_text(text.getvalue())
         if suffix == ".parquet":
             return pd.read_parquet(path)
         if suffix == ".jsonl":

@@ -3,7 +3,6 @@ read as one row per series and time (a wide table is melted as it is read)."""
 
 from __future__ import annotations
 
-import io
 import re
 import warnings
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from trainyard.tasks.forecast.validate import (
     read_times,
     series_labels,
 )
-from trainyard.tasks.prepared import decode_utf8
+from trainyard.tasks.prepared import decode_utf8, read_csv_text
 
 LONG, DATES_AS_COLUMNS, SERIES_AS_COLUMNS = LAYOUTS  # forecast.dataset.layout
 SHOWN_CELLS = 5  # offending cells quoted per problem
@@ -114,64 +113,6 @@ def _read_file(name: str, root: Path) -> tuple[pd.DataFrame, str]:
             raise
         raise DatasetError(f"{path}: cannot be read as {suffix[1:]}: {error}") from error
     return frame, str(path)
-
-
-def read_csv_text(text: str) -> pd.DataFrame:
-    """Returns the table in CSV `text` as spreadsheets and pandas write it: separated by
-    commas, or by semicolons, tabs or pipes when the header holds no comma; in a comma file, a
-    column of quoted numbers with thousands separators (1,234.5) is read as numbers, and in a
-    semicolon, tab or pipe file one of decimal commas (1.234,5) is; a first column without a
-    header that counts the rows from 0 or 1 (a saved pandas index) is left out, and so are
-    rows of empty cells at the end (",,")."""
-    header = next((line for line in text.splitlines() if line.strip()), "")
-    separator = ","
-    if "," not in header:
-        counts = {mark: header.count(mark) for mark in (";", "\t", "|")}
-        best = max(counts, key=counts.__getitem__)
-        separator = best if counts[best] else ","
-    frame = pd.read_csv(io.StringIO(text), sep=separator)
-    filled = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
-    frame = frame.iloc[: filled[-1] + 1 if len(filled) else 0]  # rows of empty cells at the end
-    first = frame.columns[0] if len(frame.columns) > 1 else None
-    if first is not None and (first == "" or str(first).startswith("Unnamed: ")):
-        values = frame[first]
-        if (
-            pd.api.types.is_integer_dtype(values.dtype)
-            and len(values)
-            and (
-                np.array_equal(values, np.arange(len(values)))
-                or np.array_equal(values, np.arange(1, len(values) + 1))
-            )
-        ):
-            frame = frame.drop(columns=first)
-    for name in frame.columns:
-        if frame[name].dtype == object:
-            frame[name] = _locale_numbers(frame[name], separator)
-    return frame
-
-
-THOUSANDS = r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?|[-+]?\d+(\.\d+)?"  # 1,234.5 (comma files)
-DECIMAL_COMMA = r"[-+]?\d{1,3}(\.\d{3})+(,\d+)?|[-+]?\d+(,\d+)?"  # 1.234,5 (the others)
-
-
-def _locale_numbers(values: pd.Series, separator: str) -> pd.Series:
-    """Returns a text column as numbers when every cell is a number written with a comma
-    (thousands in a comma file, decimals in the others); else the column as it was."""
-    text = values.dropna().astype(str).str.strip()
-    text = text[text != ""]
-    if text.empty or not text.str.contains(",", regex=False).any():
-        return values
-    if separator == ",":
-        if not text.str.fullmatch(THOUSANDS).all():
-            return values
-        plain = text.str.replace(",", "", regex=False)
-    else:
-        if not text.str.fullmatch(DECIMAL_COMMA).all():
-            return values
-        plain = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-    numbers = pd.Series(np.nan, index=values.index)
-    numbers[plain.index] = plain.astype(float)
-    return numbers
 
 
 def builtin_overrides(name: str) -> dict[str, object]:

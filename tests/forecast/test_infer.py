@@ -121,7 +121,9 @@ def test_empty_target_cells_make_missing_target_gap(tmp_path: Path) -> None:
     frame.loc[[5, 130], "units"] = np.nan  # one in each series
     inference = infer(tmp_path, frame)
     assert inference.dataset["missing_target"] == "gap"
-    assert "2 empty target cell(s), the first at 2024-03-08 00:00:00 in series north" in "\n".join(inference.lines())
+    assert "2 empty target cell(s), the first at 2024-03-08 00:00:00 in series north" in "\n".join(
+        inference.lines()
+    )
     table = prepared_with(tmp_path, inference)
     assert table["units"].isna().sum() == 2  # missing steps, never filled
     pinned = infer(tmp_path, frame, Pins(missing_target="error"))
@@ -437,3 +439,17 @@ def test_dates_written_both_ways_or_undecidable_are_errors(tmp_path: Path) -> No
     )
     with pytest.raises(DataError, match="02/03/2020 read as day/month as well as month/day"):
         infer(tmp_path, undecided)
+
+
+def test_model_input_csvs_are_read_the_same_way(tmp_path: Path) -> None:
+    from trainyard.tasks.family import read_input_table
+
+    frame = monthly(24)
+    (tmp_path / "plain.csv").write_text(frame.to_csv(index=False))
+    (tmp_path / "local.csv").write_text(_export(frame, ";", "{:.6f}").replace(".", ","))
+    plain, local = (
+        read_input_table(tmp_path / "plain.csv"),
+        read_input_table(tmp_path / "local.csv"),
+    )
+    assert list(local.columns) == ["month", "sales"]
+    np.testing.assert_allclose(local["sales"], plain["sales"].round(6), rtol=1e-9)
