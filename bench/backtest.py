@@ -47,6 +47,8 @@ with the best statsforecast row (over every --peer-fit run). Run from the projec
     .venv/bin/python bench/backtest.py                 # the base profile, ~17 min on 2 cores
     .venv/bin/python bench/backtest.py --peer-fit train train+validation    # as documented
     .venv/bin/python bench/backtest.py --quick --series nile sunspots      # a smoke run
+    .venv/bin/python bench/backtest.py --peer-fit train --dump /tmp/f.npz   # then:
+    .venv/bin/python bench/ensemble_rules.py /tmp/f.npz   # ensemble rules on those forecasts
     .venv/bin/python bench/backtest.py --models autoets tcn --peer-fit train every-origin
                                     # every-origin refits AutoARIMA 20 times: elnino ~10 min
 
@@ -343,8 +345,37 @@ def peer_row(name: str, fit: str, fits: list[str]) -> str:
 # --- one series, the table ------------------------------------------------------------------
 
 
+DUMPED: dict[str, np.ndarray] = {}  # --dump: "<series>/<model>/<split>" -> forecasts
+CURRENT = {"series": ""}  # the series being run, for the --dump capture
+
+
+def capture_forecasts() -> None:
+    """Makes the evaluation keep every candidate's validation and holdout point forecasts,
+    and those windows' actuals and MASE scales, in DUMPED (--dump; the bench's own hook on
+    evaluate.model_forecasts, which returns them unchanged)."""
+    from trainyard.tasks.forecast import evaluate
+
+    original = evaluate.model_forecasts
+
+    def keeping(kind: str, model_dir: Path, splits: list, params: Any) -> list:
+        forecasts = original(kind, model_dir, splits, params)
+        if len(splits) == 2:  # the evaluation's call: validation, then holdout
+            for split, windows, forecast in zip(SPLITS, splits, forecasts, strict=True):
+                key = f"{CURRENT['series']}/{{}}/{split}"
+                DUMPED[key.format(kind)] = forecast.point.astype(np.float64)
+                DUMPED[key.format("_actual")] = windows.actual
+                DUMPED[key.format("_scale")] = np.asarray(windows.scale, dtype=np.float64)
+        return forecasts
+
+    evaluate.model_forecasts = keeping
+
+
+SPLITS = ("validation", "holdout")
+
+
 def backtest(name: str, scratch: Path, args: argparse.Namespace) -> Outcome:
     """Returns both sides' results on series `name`; a failure is kept as the outcome's error."""
+    CURRENT["series"] = name
     series = SERIES[name]()
     outcome = Outcome(name, len(series))
     try:
@@ -498,7 +529,16 @@ def main() -> None:
     parser.add_argument(
         "--peer-fit", nargs="+", choices=PEER_FITS, default=["train"], help="how the peer is fit"
     )
+    parser.add_argument(
+        "--dump",
+        type=Path,
+        default=None,
+        metavar="FILE.npz",
+        help="save every candidate's validation and holdout forecasts (bench/ensemble_rules.py)",
+    )
     args = parser.parse_args()
+    if args.dump:
+        capture_forecasts()
 
     import torch
 
@@ -521,6 +561,9 @@ def main() -> None:
         f"{args.profile or 'base'}; peer fitted on: {', '.join(args.peer_fit)}"
     )
     print_table(outcomes, args.peer_fit)
+    if args.dump:
+        np.savez_compressed(args.dump, **DUMPED)
+        print(f"forecasts of {len(outcomes)} series saved to {args.dump}")
 
 
 if __name__ == "__main__":
