@@ -269,6 +269,12 @@ class Family(abc.ABC):
         .json, .jsonl), raising DataError naming the file when it cannot be read."""
         return read_input_table(Path(path))
 
+    def model_input(self, frame: pd.DataFrame, model_config: dict[str, Any], path: Path):
+        """Returns `trainyard predict`'s input table as the registered model reads it, given
+        the model's pyfunc config (what the family's `pyfunc` put in model_config): as it was,
+        unless the family reshapes it."""
+        return frame
+
     def is_current(self, prepared: Prepared) -> bool:
         """Returns whether the prepared file on disk is still the one `prepared` names."""
         from trainyard.tasks.prepared import is_current

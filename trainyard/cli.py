@@ -1137,9 +1137,13 @@ def predict(
             f"{version.name} v{version.version} has no family tag: it was not registered by "
             "trainyard, so its input format is unknown; load it with mlflow.pyfunc.load_model"
         )
-    frame = get_family(family).read_input(input_file)
+    chosen = get_family(family)
+    frame = chosen.read_input(input_file)
     uri = f"models:/{version.name}/{version.version}"
-    signature = mlflow.models.get_model_info(uri).signature
+    info = mlflow.models.get_model_info(uri)
+    signature = info.signature
+    config = (info.flavors.get("python_function") or {}).get("config") or {}
+    frame = chosen.model_input(frame, config, input_file)
     inference = _inference_params(param or [], signature)
     frame = _fit_signature(frame, signature.inputs if signature else None, input_file)
     model = mlflow.pyfunc.load_model(uri)

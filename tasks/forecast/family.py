@@ -21,6 +21,7 @@ from trainyard.tasks.forecast.config import (
     METRICS,
     MODEL_KINDS,
     STATISTICAL_KINDS,
+    DatasetConfig,
     Params,
     params_from_dict,
 )
@@ -222,6 +223,22 @@ class ForecastFamily(Family):
         """Returns the prepared table and its target column."""
         table, meta = preparation.read_prepared(Path(prepared.path))
         return table, meta["dataset"]["target"]
+
+    def model_input(
+        self, frame: pd.DataFrame, model_config: dict[str, Any], path: Path
+    ) -> pd.DataFrame:
+        """Returns a history table in the layout the model's training file had (a row per
+        series with dates as headers, or a column per series) melted to the long table the
+        model reads; a long table as it is."""
+        from trainyard.tasks.forecast.datasets import DATES_AS_COLUMNS, LONG, to_long
+
+        dataset = dict((model_config.get("params") or {}).get("dataset") or {})
+        spec = DatasetConfig.model_validate({**dataset, "missing_target": "gap"})
+        columns = {str(name) for name in frame.columns}
+        melted = spec.time_column if spec.layout == DATES_AS_COLUMNS else spec.target
+        if spec.layout == LONG or melted in columns:
+            return frame
+        return to_long(frame, spec, str(path))
 
     def pyfunc(
         self, name: str, model_dir: Path, prepared: preparation.PrepareSummary, params: Params

@@ -5,13 +5,16 @@ row and column."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
+from tests.commands import run_trainyard
 from tests.conftest import ROOT
 from trainyard.cli import app
 from trainyard.errors import ConfigError, DataError
@@ -250,3 +253,50 @@ def test_init_writes_the_layout_and_prepare_reads_the_wide_file_by_it(tmp_path: 
     again = runner.invoke(app, ["prepare", "--params", str(params), "--dataset", "one.csv"])
     assert again.exit_code == 0, again.output
     assert "layout: long" in again.output
+
+
+# --- predicting from a wide history -------------------------------------------------------------
+
+
+def test_a_model_trained_on_a_wide_file_predicts_from_a_wide_history(tmp_path: Path) -> None:
+    """The whole path as a user meets it: run on a wide CSV (zero-config), then `trainyard
+    predict` on the same wide file forecasts each row's series, as on its long twin."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params.pop("profiles")
+    params["run"]["families"] = ["forecast"]
+    params["forecast"]["train"].update(models=["autotheta"], parallel=1)
+    params["forecast"]["evaluate"].update(stride=8, classical="none")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    long = long_panel({"north": 96, "south": 72})
+    dates_as_columns(long).to_csv(tmp_path / "stores.csv", index=False)
+    long.rename(columns={"month": "date", "sales": "value"}).to_csv(
+        tmp_path / "long.csv", index=False
+    )
+    state = tmp_path / ".state"
+    env = {
+        **os.environ,
+        "TRAINYARD_STATE_DIR": str(state),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
+    }
+    env.pop("PREFECT_API_URL", None)
+    done = run_trainyard(
+        ["run", "--no-orchestrator", "--dataset", "stores.csv"], tmp_path, env, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "layout: dates_as_columns" in done.stdout
+    forecasts = {}
+    for history in ("stores.csv", "long.csv"):
+        out = tmp_path / f"forecast-{history}"
+        done = run_trainyard(
+            ["predict", "stores-forecaster", "--input", history, "--output", str(out)],
+            tmp_path,
+            env,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        forecasts[history] = pd.read_csv(out)
+    wide, twin = forecasts["stores.csv"], forecasts["long.csv"]
+    assert sorted(wide["series"].unique()) == ["north", "south"]
+    assert len(wide) == 2 * 9  # the inferred horizon: an eighth of the shortest series (72)
+    assert wide["date"].min() == "2018-01-01"  # the month after the last column
+    pd.testing.assert_frame_equal(wide, twin)
