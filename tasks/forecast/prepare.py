@@ -32,7 +32,7 @@ import pandas as pd
 from trainyard.errors import DataError, MissingStepError
 from trainyard.tasks.family import Prepared
 from trainyard.tasks.forecast.config import DatasetConfig, Params, WindowConfig
-from trainyard.tasks.forecast.datasets import read_table
+from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS, LONG, read_table
 from trainyard.tasks.forecast.validate import (
     DataValidationError,
     Problem,
@@ -294,7 +294,16 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
     """Returns a summary after validating the configured table and writing the prepared series."""
     spec = params.dataset
     raw, source = read_table(spec.name, root, spec)
-    typed = validate_table(raw, spec, params.windows, source)
+    try:
+        typed = validate_table(raw, spec, params.windows, source)
+    except DataValidationError as error:
+        if spec.layout == LONG or spec.name in BUILTIN_DATASETS:
+            raise
+        rows = (
+            f"the file's layout is {spec.layout}: rows count the long table it is read as, a "
+            "row per series and time, series after series from 1; the series are named above"
+        )
+        raise DataValidationError(source, error.problems, rows) from None
     raw_md5 = frame_md5(typed)
     table, counts = regularize(typed, spec, source)
     table["split"] = assign_splits(table, params.windows)

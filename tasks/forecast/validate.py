@@ -49,13 +49,15 @@ class Problem:
 class DataValidationError(DataError):
     """The input table cannot be used; the message lists every problem found."""
 
-    def __init__(self, source: str, problems: list[Problem]):
+    ROWS = "rows count data rows from 1; in a CSV, row N is on line N+1"
+
+    def __init__(self, source: str, problems: list[Problem], rows: str = ROWS):
         self.source = source
         self.problems = problems
         body = "\n".join(problem.describe() for problem in problems)
         super().__init__(
             f"{source}: {len(problems)} problem(s) found; nothing was trained or written.\n"
-            f"{body}\n  (rows count data rows from 1; in a CSV, row N is on line N+1)"
+            f"{body}\n  ({rows})"
         )
 
 

@@ -24,6 +24,16 @@ from trainyard.tasks.forecast.prepare import PREPARED_FILE, prepare, read_prepar
 
 runner = CliRunner()
 MONTHS = pd.date_range("2010-01-01", periods=96, freq="MS")
+# The keys of a row-per-store table of MONTHS (what inference gives it), and small windows.
+STORES = {
+    "layout": "dates_as_columns",
+    "time_column": "date",
+    "target": "value",
+    "series_columns": ["store"],
+    "frequency": "MS",
+    "season_length": 12,
+}
+WINDOWS = {"encoder_length": 24, "horizon": 6, "validation_length": 12, "holdout_length": 12}
 
 
 def seasonal(n: int, seed: int) -> np.ndarray:
@@ -158,17 +168,8 @@ def test_a_bad_wide_table_is_an_error_naming_its_cells_and_writes_nothing(
 ) -> None:
     wide = edit(dates_as_columns(long_panel({"east": 96, "north": 96})))
     wide.to_csv(tmp_path / "wide.csv", index=False)
-    dataset = {
-        "layout": "dates_as_columns",
-        "time_column": "date",
-        "target": "value",
-        "series_columns": ["store"],
-        "frequency": "MS",
-        "season_length": 12,
-    }
-    windows = {"encoder_length": 24, "horizon": 6, "validation_length": 12, "holdout_length": 12}
     with pytest.raises(DataError, match=message) as caught:
-        prepared(tmp_path, "wide.csv", dataset, windows)
+        prepared(tmp_path, "wide.csv", STORES, WINDOWS)
     assert "wide.csv" in str(caught.value)
     assert not (tmp_path / "prepared-wide").exists()
 
@@ -300,3 +301,17 @@ def test_a_model_trained_on_a_wide_file_predicts_from_a_wide_history(tmp_path: P
     assert len(wide) == 2 * 9  # the inferred horizon: an eighth of the shortest series (72)
     assert wide["date"].min() == "2018-01-01"  # the month after the last column
     pd.testing.assert_frame_equal(wide, twin)
+
+
+def test_a_problem_found_after_melting_says_which_rows_it_counts(tmp_path: Path) -> None:
+    wide = dates_as_columns(long_panel({"east": 96, "north": 96}))
+    wide = wide.rename(columns={"2015-06": "2015-06-15"})  # off the month-start grid
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    with pytest.raises(DataError) as caught:
+        prepared(tmp_path, "wide.csv", STORES, WINDOWS)
+    message = str(caught.value)
+    assert "times not on the MS grid" in message and "series east, north" in message
+    assert "rows 66, 162" in message  # each series' 66th month, in the long table
+    assert "layout is dates_as_columns: rows count the long table" in message
+    assert "line N+1" not in message
+    assert not (tmp_path / "prepared-wide").exists()
