@@ -164,24 +164,26 @@ def train_model(
     variants = family.variants(name, prepared_path, params)
     try:
         started = time.perf_counter()
-        folders = [work_dir] if len(variants) == 1 else []
+        folders = (
+            [work_dir]
+            if len(variants) == 1
+            else [work_dir / f"variant-{i}" for i in range(len(variants))]
+        )
         runs = []
-        for i, variant in enumerate(variants):
-            if len(variants) > 1:
-                folders.append(work_dir / f"variant-{i}")
-                folders[-1].mkdir(exist_ok=True)
-            fitted = _finished_variant(folders[i]) if len(variants) > 1 else None
+        for variant, folder in zip(variants, folders, strict=True):
+            folder.mkdir(exist_ok=True)
+            fitted = _finished(folder)
             if fitted is None:
                 fitted = _fit_or_restart(
-                    fit, family, name, prepared_path, variant, folders[i], progress_queue
+                    fit, family, name, prepared_path, variant, folder, progress_queue
                 )
-                _refit(family, name, prepared_path, variant, folders[i], fitted)
-                if len(variants) > 1:
-                    _keep_finished_variant(folders[i], fitted)
+                _refit(family, name, prepared_path, variant, folder, fitted)
+                _keep_finished(folder, fitted)
             runs.append(fitted)
         seconds = time.perf_counter() - started
         staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-done-"))
         if len(variants) == 1:
+            fitted = runs[0]
             shutil.copy2(work_dir / CHECKPOINT, staging / CHECKPOINT)
             _write_files(staging, fitted)
         else:
@@ -227,15 +229,15 @@ def train_model(
 VARIANTS = "variants"  # subfolder of a model folder holding one model folder per variant
 
 
-FINISHED = "finished.json"  # in a variant's work folder: its Fitted, once fitted (and refitted)
+FINISHED = "finished.json"  # in a model's (or variant's) work folder: its Fitted, once fitted
 
 
-def _keep_finished_variant(folder: Path, fitted: Fitted) -> None:
-    """Records in folder that its variant is fitted (and refitted), with what fitting gave:
-    a run killed during a later variant and started again keeps this one as it is (resuming
-    it from its last checkpoint would train it again over its refitted weights)."""
-    for file_name, table in fitted.tables.items():
-        table.to_parquet(folder / f"{file_name}.parquet", index=False)
+def _keep_finished(folder: Path, fitted: Fitted) -> None:
+    """Records in folder that its model (or variant) is fitted and refitted, with what fitting
+    gave: a run killed after it (during a later variant, or before the model folder is
+    assembled) and started again keeps it as it is; resuming it from its last checkpoint would
+    refit it again over its refitted weights."""
+    _write_files(folder, fitted)
     record = {k: v for k, v in asdict(fitted).items() if k != "tables"}
     record["tables"] = list(fitted.tables)
     temporary = folder / f".{FINISHED}.tmp"
@@ -243,9 +245,9 @@ def _keep_finished_variant(folder: Path, fitted: Fitted) -> None:
     os.replace(temporary, folder / FINISHED)
 
 
-def _finished_variant(folder: Path) -> Fitted | None:
-    """Returns the Fitted of a variant a killed run finished in folder (None if none did, or
-    its record cannot be read: it is then trained again)."""
+def _finished(folder: Path) -> Fitted | None:
+    """Returns the Fitted of the model (or variant) a killed run fitted and refitted in folder
+    (None if none did, or its record cannot be read: it is then trained again)."""
     path = folder / FINISHED
     if not path.exists() or not (folder / CHECKPOINT).exists():
         return None
@@ -254,10 +256,10 @@ def _finished_variant(folder: Path) -> Fitted | None:
         tables = {n: pd.read_parquet(folder / f"{n}.parquet") for n in record.pop("tables")}
         fitted = Fitted(**record, tables=tables)
     except Exception as error:  # noqa: BLE001 - a damaged record: train the variant again
-        log.warning("%s: unreadable (%s); training that variant again", path, error)
+        log.warning("%s: unreadable (%s); training it again", path, error)
         _empty(folder)
         return None
-    log.info("%s: kept the variant a stopped run finished", folder)
+    log.info("%s: kept what a stopped run fitted and refitted", folder)
     return fitted
 
 

@@ -233,7 +233,7 @@ def test_a_run_stopped_during_the_second_network_keeps_the_first_as_it_was(
         resumed = train_model(
             FORECAST, "lstm", prepared_path, config, tmp_path / "a", resume_dir=resume
         )
-    assert "kept the variant a stopped run finished" in caplog.text  # not trained again
+    assert "kept what a stopped run fitted and refitted" in caplog.text  # not trained again
     straight = train_model(FORECAST, "lstm", prepared_path, config, tmp_path / "b")
 
     assert resumed.hparams["refit_steps"] == straight.hparams["refit_steps"]
@@ -245,6 +245,42 @@ def test_a_run_stopped_during_the_second_network_keeps_the_first_as_it_was(
         )
         for name, tensor in ours.items():
             assert torch.equal(tensor, theirs[name]), (member, name)
+
+
+def test_a_run_stopped_after_the_refit_keeps_the_refitted_model(
+    tmp_path: Path, prepared_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One network (no shorter encoders): a run stopped after its fit and refit, before its
+    model folder is assembled, keeps the refitted network when started again, and ends as a
+    run never stopped (it is not refitted again over its refitted weights)."""
+    from trainyard.tasks.forecast.family import ForecastFamily
+
+    class StopsAfterTheRefit(ForecastFamily):
+        def calibrate(self, name, model_dir, prepared_path, params):
+            raise RuntimeError("stopped before the model folder was assembled")
+
+    config = params(
+        models=["lstm"], min_steps=0, max_epochs=2, patience=1, stop_on="train", refit=True
+    )
+    resume = tmp_path / "resume"
+    with pytest.raises(RuntimeError, match="stopped before"):
+        train_model(
+            StopsAfterTheRefit(), "lstm", prepared_path, config, tmp_path / "a", resume_dir=resume
+        )
+    with caplog.at_level("INFO", logger="trainyard.tasks.training"):
+        resumed = train_model(
+            FORECAST, "lstm", prepared_path, config, tmp_path / "a", resume_dir=resume
+        )
+    assert "kept what a stopped run fitted and refitted" in caplog.text  # not trained again
+    straight = train_model(FORECAST, "lstm", prepared_path, config, tmp_path / "b")
+
+    assert resumed.hparams["refit_steps"] == straight.hparams["refit_steps"]
+    ours, theirs = (
+        torch.load(Path(r.model_dir) / CHECKPOINT, weights_only=True)["state_dict"]
+        for r in (resumed, straight)
+    )
+    for name, tensor in ours.items():
+        assert torch.equal(tensor, theirs[name]), name
 
 
 def test_a_holder_of_a_shorter_encoder_is_rescored_on_longer_windows(
