@@ -166,6 +166,7 @@ def to_long(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFra
     missing value (an error unless missing_target is gap). Raises DataError naming the row
     and column of a cell that is not a number, a repeated series or time, or a name clash."""
     frame = frame.rename(columns=str)
+    _no_clash(spec, source)
     if spec.layout == DATES_AS_COLUMNS:
         return _dates_as_columns(frame, spec, source)
     return _series_as_columns(frame, spec, source)
@@ -181,7 +182,6 @@ def _dates_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> 
             f"a year), or set forecast.dataset.layout to {LONG} or {SERIES_AS_COLUMNS}"
         )
     ids = [name for name in frame.columns if name not in times]
-    _no_clash(spec, source)
     unknown = [name for name in spec.series_columns if name not in ids]
     if unknown:
         raise DatasetError(
@@ -225,15 +225,6 @@ def _series_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) ->
     columns = [name for name in frame.columns if name != spec.time_column]
     if not columns:
         raise DatasetError(f"{source}: {layout}, but no column besides the time holds a series")
-    for key, name in (("series_columns", spec.series_columns[0]), ("target", spec.target)):
-        if name == spec.time_column:
-            raise DatasetError(
-                f"{source}: {key} {name!r} is also the time column; name it otherwise"
-            )
-    if spec.series_columns[0] == spec.target:
-        raise DatasetError(
-            f"{source}: series_columns and target are both {spec.target!r}; name them otherwise"
-        )
     single = DatasetConfig(time_column=spec.time_column, series_columns=[])
     times, problems = read_times(frame, single)
     if problems:
@@ -256,13 +247,20 @@ def _series_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) ->
 
 
 def _no_clash(spec: DatasetConfig, source: str) -> None:
-    for key, name in (("time_column", spec.time_column), ("target", spec.target)):
-        if name in spec.series_columns:
-            raise DatasetError(
-                f"{source}: column {name!r} names the series (series_columns), and "
-                f"forecast.dataset.{key} names the melted table's {key.replace('_column', '')} "
-                f"column the same; set {key} to another name"
-            )
+    """Raises DatasetError when two of the long table's columns would have one name."""
+    keys = [
+        ("time_column", spec.time_column),
+        ("target", spec.target),
+        *(("series_columns", name) for name in spec.series_columns),
+    ]
+    for i, (key, name) in enumerate(keys):
+        for other, same in keys[i + 1 :]:
+            if name == same:
+                raise DatasetError(
+                    f"{source}: forecast.dataset.{key} and {other} both name {name!r}, but the "
+                    f"long table a {spec.layout} file is read as needs a column for each; "
+                    "name one of them otherwise"
+                )
 
 
 def _no_repeated_times(times: dict[str, pd.Timestamp], source: str) -> None:

@@ -315,3 +315,31 @@ def test_a_problem_found_after_melting_says_which_rows_it_counts(tmp_path: Path)
     assert "layout is dates_as_columns: rows count the long table" in message
     assert "line N+1" not in message
     assert not (tmp_path / "prepared-wide").exists()
+
+
+@pytest.mark.parametrize(
+    ("layout", "keys", "message"),
+    [
+        ("dates_as_columns", {"target": "store"}, "target and series_columns both name 'store'"),
+        ("dates_as_columns", {"target": "date"}, "time_column and target both name 'date'"),
+        ("series_as_columns", {"series_columns": ["month"]}, "time_column and series_columns"),
+    ],
+)
+def test_two_long_columns_of_one_name_are_refused(
+    tmp_path: Path, layout: str, keys: dict, message: str
+) -> None:
+    from trainyard.tasks.forecast.config import DatasetConfig
+    from trainyard.tasks.forecast.datasets import to_long
+
+    frame = (
+        dates_as_columns(long_panel({"east": 24}))
+        if layout == "dates_as_columns"
+        else series_as_columns()
+    )
+    time = "date" if layout == "dates_as_columns" else "month"
+    series = ["store"] if layout == "dates_as_columns" else ["series"]
+    spec = DatasetConfig(
+        layout=layout, time_column=time, target="value", series_columns=series
+    ).model_copy(update=keys)
+    with pytest.raises(DataError, match=message):
+        to_long(frame, spec, "wide.csv")
