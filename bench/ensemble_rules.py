@@ -107,7 +107,6 @@ def main() -> None:
     width = max(14, *map(len, names))
     print("holdout MASE, ensemble / challenger (rule applied to validation forecasts only)")
     print(f"{'rule':24s}" + "".join(f"{n[:width]:>{width + 2}s}" for n in names) + "   geomean")
-    rows: dict[str, list[tuple[float, float]]] = {}
     for title, rule in RULES.items():
         cells = []
         for series in names:
@@ -131,7 +130,6 @@ def main() -> None:
                 else mase(models[single]["holdout"], "holdout")
             )
             cells.append((held, chosen))
-        rows[title] = cells
         geo = np.exp(np.mean(np.log([c for _, c in cells])))
         text = "".join(f"{f'{e:.3f} / {c:.3f}':>{width + 2}s}" for e, c in cells)
         print(f"{title:24s}{text}   {geo:.3f}")
