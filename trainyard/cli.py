@@ -49,8 +49,10 @@ app = typer.Typer(
     help=(
         "trainyard: prepare data, train models, evaluate them against baselines on one fixed "
         "evaluation set, register them in MLflow and promote the best, for every model family: "
-        "forecast (LSTM, TCN and TFT forecasters of time series) and rl (DQN and A2C agents in "
-        "a cooperative grid world or any discrete-action gymnasium environment).\n\n"
+        "forecast (LSTM, TCN and TFT forecasters and AutoETS, AutoARIMA and AutoTheta on time "
+        "series, with an ensemble), rl (DQN and A2C agents in a cooperative grid world or any "
+        "discrete-action gymnasium environment) and text (an LSTM language model beside a "
+        "Kneser-Ney n-gram).\n\n"
         "Everything runs locally by default: an ephemeral Prefect server, MLflow on SQLite and "
         "DVC's local cache, all under .state/ and data/. Set PREFECT_API_URL or "
         "MLFLOW_TRACKING_URI to use your own servers."
