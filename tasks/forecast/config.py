@@ -52,6 +52,9 @@ class DatasetConfig(Section):
     season_length: WholeNumber = 52  # steps per season, for seasonal naive and MASE
     # "error": a NaN target is invalid; "gap": it marks a missing step.
     missing_target: Text = "error"
+    # A series shorter than the windows need (validate.steps_needed): "error" refuses the table;
+    # "drop" leaves such series out of the prepared data (named in its summary and log).
+    short_series: Text = "error"
 
     @property
     def columns(self) -> list[str]:
@@ -199,6 +202,8 @@ class Params(FamilySection):
         ]
         if params.dataset.missing_target not in ("error", "gap"):
             problems.append("dataset.missing_target must be 'error' or 'gap'")
+        if params.dataset.short_series not in ("error", "drop"):
+            problems.append("dataset.short_series must be 'error' or 'drop'")
         dataset = params.dataset
         if dataset.layout not in LAYOUTS:
             problems.append(

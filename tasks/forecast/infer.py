@@ -55,12 +55,16 @@ from trainyard.tasks.forecast.validate import (
     read_times,
     series_grid,
     series_labels,
+    steps_needed,
 )
 
 MIN_ORIGINS = 3  # rolling forecast origins the validation and holdout parts each hold at least
 MAX_ENCODER = 120  # the default TCN sees 125 past steps (train.tcn); a longer encoder fails it
 DATE_SAMPLE = 200  # distinct values read to decide whether a column holds dates
 SHOWN = 8  # candidates or columns named in one message
+# At most this share of a panel's series is left out (short_series: drop) as too short for the
+# frequency's usual windows; with more, the windows are cut to fit the shortest series.
+MAX_LEFT_OUT = 0.25
 
 # The flag that pins each key on the command line (the others are params.yaml keys only).
 FLAGS = {
@@ -82,6 +86,7 @@ DATASET_KEYS = (
     "frequency",
     "season_length",
     "missing_target",
+    "short_series",
 )
 WINDOW_KEYS = (
     "encoder_length",
@@ -105,6 +110,7 @@ class Pins:
     frequency: str | None = None
     season_length: int | None = None  # steps per season
     missing_target: str | None = None  # "error" or "gap"
+    short_series: str | None = None  # "error" or "drop"
     horizon: int | None = None  # steps forecast
     encoder_length: int | None = None  # steps a model sees
     shorter_encoders: list[int] | None = None  # encoders LSTM/TCN also train a network on
@@ -258,15 +264,20 @@ def _long_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
     offset = pd.tseries.frequencies.to_offset(frequency)
     grid = _grid(steps, offset)
     lengths = dict(zip(map(str, grid.labels), grid.lengths.tolist(), strict=True))
-    shortest_label = min(lengths, key=lengths.__getitem__)
-    shortest = lengths[shortest_label]
+    kept = _kept_length(lengths, frequency, offset, source, pins)
+    kept_label = min(
+        (label for label, length in lengths.items() if length >= kept), key=lengths.__getitem__
+    )
     where = (
-        f"the shortest series, {shortest_label}, has {shortest} steps"
+        f"the shortest series{' kept' if kept > min(lengths.values()) else ''}, {kept_label}, "
+        f"has {kept} steps"
         if len(lengths) > 1
-        else f"the series has {shortest} steps"
+        else f"the series has {kept} steps"
     )
 
-    windows, season, window_choices = _windows(frequency, offset, shortest, where, source, pins)
+    windows, season, window_choices = _windows(frequency, offset, kept, where, source, pins)
+    short, how = _short_series(lengths, windows, season, frequency, pins)
+    choices.append(Choice("short_series", short, how, pins.short_series is not None))
     choices += window_choices
     dataset = {
         "time_column": time_column,
@@ -277,6 +288,7 @@ def _long_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
         "frequency": frequency,
         "season_length": season,
         "missing_target": missing,
+        "short_series": short,
     }
     unused = [
         name
@@ -586,6 +598,73 @@ def _missing_target(
     return "gap", (
         f"{len(empty)} empty target cell(s), the first at {where}: missing steps, never "
         "filled; windows touching them are skipped"
+    )
+
+
+def _full_windows(
+    n: int, frequency: str, offset: pd.DateOffset, source: str, pins: Pins
+) -> tuple[dict[str, Any], int] | None:
+    """Returns the windows and season series of n steps get when those hold the frequency's
+    horizon and season (or the pinned ones) uncut; None when they must be cut or cannot fit."""
+    try:
+        windows, season, _ = _windows(frequency, offset, n, "", source, pins)
+    except (ConfigError, DataError):
+        return None
+    horizon = pins.horizon or default_horizon(offset)
+    wanted = pins.season_length or season_of(offset)[0]
+    return (windows, season) if (windows["horizon"], season) == (horizon, wanted) else None
+
+
+def _kept_length(
+    lengths: dict[str, int], frequency: str, offset: pd.DateOffset, source: str, pins: Pins
+) -> int:
+    """Returns the series length the windows are fitted to: the shortest series', unless it
+    is too short for the frequency's usual horizon and season while the series that are long
+    enough make up all but at most MAX_LEFT_OUT of the panel (short_series: drop pinned: any
+    share); then the shortest of those, and prepare leaves the others out."""
+    ordered = sorted(set(lengths.values()))
+    if pins.short_series == "error" or _full_windows(ordered[0], frequency, offset, source, pins):
+        return ordered[0]
+    for n in ordered[1:]:
+        full = _full_windows(n, frequency, offset, source, pins)
+        if full is None:
+            continue
+        needed = steps_needed(WindowConfig.model_validate(full[0]), full[1])[0]
+        short = sum(length < needed for length in lengths.values())
+        if pins.short_series == "drop" or short <= MAX_LEFT_OUT * len(lengths):
+            return n
+        break
+    return ordered[0]
+
+
+def _short_series(
+    lengths: dict[str, int],
+    windows: dict[str, Any],
+    season: int,
+    frequency: str,
+    pins: Pins,
+) -> tuple[str, str]:
+    """Returns short_series and how: "drop" when series are shorter than `windows` need (they
+    were too short for the frequency's usual windows, and few), else "error"."""
+    needed = steps_needed(WindowConfig.model_validate(windows), season)[0]
+    short = sorted((length, label) for label, length in lengths.items() if length < needed)
+    if pins.short_series is not None:
+        how = f"set by {pins.origin('short_series')}"
+        if short:
+            how += f"; {len(short)} series shorter than the {needed} steps the windows need"
+        return pins.short_series, how
+    if not short:
+        return "error", (
+            "every series holds the windows; a shorter one in later data is an error unless "
+            "short_series: drop"
+        )
+    shown = ", ".join(f"{label} ({length} steps)" for length, label in short[:SHOWN])
+    more = f" and {len(short) - SHOWN} more" if len(short) > SHOWN else ""
+    return "drop", (
+        f"{len(short)} of {len(lengths)} series {'is' if len(short) == 1 else 'are'} shorter "
+        f"than the {needed} steps the "
+        f"{frequency} windows below need, and are left out: {shown}{more}; "
+        "short_series: error in params.yaml fits the windows to the shortest series instead"
     )
 
 

@@ -38,6 +38,7 @@ from trainyard.tasks.forecast.validate import (
     Problem,
     series_grid,
     series_labels,
+    steps_needed,
     validate_table,
 )
 from trainyard.tasks.prepared import check_prepared_with, file_md5, write_table
@@ -59,6 +60,7 @@ class PrepareSummary(Prepared):
     missing_target: int = 0  # steps whose target is missing (gaps + empty target cells)
     interpolated_covariates: int = 0  # known covariate cells filled by time interpolation
     forward_filled_covariates: int = 0  # unknown covariate cells given their last earlier value
+    left_out_series: int = 0  # series too short for the windows (dataset.short_series: drop)
 
     def __post_init__(self) -> None:
         self.stats = {
@@ -70,12 +72,16 @@ class PrepareSummary(Prepared):
                 "missing_target",
                 "interpolated_covariates",
                 "forward_filled_covariates",
+                "left_out_series",
             )
         }
+        left_out = (
+            f"; {self.left_out_series} series too short left out" if self.left_out_series else ""
+        )
         self.description = (
             f"{self.source}: {self.series} series, {self.rows} rows (version {self.md5[:12]}; "
             f"{self.missing_target} missing targets skipped, {self.inserted_steps} gap steps "
-            "inserted)"
+            f"inserted{left_out})"
         )
 
 
@@ -295,7 +301,7 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
     spec = params.dataset
     raw, source = read_table(spec.name, root, spec)
     try:
-        typed = validate_table(raw, spec, params.windows, source)
+        typed, short = validate_table(raw, spec, params.windows, source)
     except DataValidationError as error:
         if spec.layout == LONG or spec.name in BUILTIN_DATASETS:
             raise
@@ -304,6 +310,17 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
             "row per series and time, series after series from 1; the series are named above"
         )
         raise DataValidationError(source, error.problems, rows) from None
+    if short:
+        needed, parts = steps_needed(params.windows, spec.season_length)
+        log.warning(
+            "%s: left out %d series shorter than the %d steps the windows need (%s; "
+            "dataset.short_series: drop): %s",
+            source,
+            len(short),
+            needed,
+            parts,
+            _shown(short),
+        )
     raw_md5 = frame_md5(typed)
     table, counts = regularize(typed, spec, source)
     table["split"] = assign_splits(table, params.windows)
@@ -327,6 +344,7 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
         "source": source,
         "raw_md5": raw_md5,
         **counts,
+        "left_out_series": short,
     }
     path = out_dir / PREPARED_FILE
     write_table(table, meta, path)
@@ -338,6 +356,7 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
         series=n_series,
         rows=len(table),
         **counts,
+        left_out_series=len(short),
     )
     log.info(
         "prepared %d series, %d rows: %d gap steps inserted, %d missing targets (never filled), "
@@ -380,6 +399,7 @@ def summary_of(path: Path, params: Params) -> PrepareSummary:
         series=int(table["series_id"].nunique()),
         rows=len(table),
         **counts,
+        left_out_series=len(meta.get("left_out_series", [])),
     )
 
 

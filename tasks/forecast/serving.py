@@ -82,9 +82,10 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
         spec, windows = self.params.dataset, self.params.windows
         # Future rows (for known covariates) have no target yet; the series need only an encoder.
-        checked = validate_table(
+        # A series too short to forecast is an error here, never left out of the answer.
+        checked, _ = validate_table(
             model_input,
-            spec.model_copy(update={"missing_target": "gap"}),
+            spec.model_copy(update={"missing_target": "gap", "short_series": "error"}),
             windows.model_copy(update={"horizon": 0, "validation_length": 0, "holdout_length": 0}),
             "model input",
         )

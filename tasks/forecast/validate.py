@@ -475,7 +475,9 @@ def _unreadable_problem(column: str, rows: np.ndarray, labels: pd.Series) -> Pro
 
 def _order_problems(
     frame: pd.DataFrame, times: pd.Series, spec: DatasetConfig, windows: WindowConfig
-) -> list[Problem]:
+) -> tuple[list[Problem], list[str]]:
+    """Returns the problems of the times' order and grid, and the series too short for the
+    windows that dataset.short_series: drop leaves out (those are problems otherwise)."""
     labels = series_labels(frame, spec.series_columns)
     problems = []
     backwards = times.groupby(labels, sort=False).diff() <= pd.Timedelta(0)
@@ -500,7 +502,7 @@ def _order_problems(
                 fix="use a pandas offset alias such as D, h, W-SAT, MS or QE-DEC",
             )
         )
-        return problems
+        return problems, []
     # Each time must lie on its series' grid, the grid prepare reindexes to (it would drop
     # such a row silently). A first time off the offset (the 15th for MS) is off its grid too.
     grid = series_grid(times, labels, offset)
@@ -516,7 +518,15 @@ def _order_problems(
                 series=sorted(labels.iloc[rows].unique().tolist()),
             )
         )
-        return problems
+        return problems, []
+    too_short = grid.lengths < steps_needed(windows, spec.season_length)[0]
+    if spec.short_series != "drop" or too_short.all():
+        return problems + _too_short_problems(grid, too_short, spec, windows), []
+    return problems, [str(label) for label in grid.labels[too_short]]
+
+
+def steps_needed(windows: WindowConfig, season_length: int) -> tuple[int, str]:
+    """Returns the fewest steps a series needs for these windows, and what they add up to."""
     needed = (
         windows.encoder_length
         + windows.horizon
@@ -527,25 +537,39 @@ def _order_problems(
         f"encoder {windows.encoder_length} + horizon {windows.horizon} + validation "
         f"{windows.validation_length} + holdout {windows.holdout_length}"
     )
-    if windows.holdout_length and spec.season_length + windows.holdout_length > needed:
+    if windows.holdout_length and season_length + windows.holdout_length > needed:
         # Seasonal naive forecasts the first holdout step from one season before it.
-        needed = spec.season_length + windows.holdout_length
-        parts = f"season_length {spec.season_length} + holdout {windows.holdout_length}"
-    too_short = grid.lengths < needed
+        needed = season_length + windows.holdout_length
+        parts = f"season_length {season_length} + holdout {windows.holdout_length}"
+    return needed, parts
+
+
+def _too_short_problems(
+    grid: SeriesGrid, too_short: np.ndarray, spec: DatasetConfig, windows: WindowConfig
+) -> list[Problem]:
     short = sorted(map(str, grid.labels[too_short]))
-    if short:
-        problems.append(
-            Problem(
-                column=spec.time_column,
-                what=(
-                    f"series too short: each needs at least {needed} steps ({parts}); shortest "
-                    f"has {grid.lengths[too_short].min()}"
-                ),
-                fix="drop these series, or shorten windows.* in params.yaml",
-                series=short,
-            )
+    if not short:
+        return []
+    needed, parts = steps_needed(windows, spec.season_length)
+    every = too_short.all() and len(short) > 1
+    return [
+        Problem(
+            column=spec.time_column,
+            what=(
+                f"{'every series is' if every else 'series'} too short: each needs at least "
+                f"{needed} steps ({parts}); shortest has {grid.lengths[too_short].min()}"
+            ),
+            fix=(
+                f"give each series at least {needed} steps of history, or leave it out"
+                if not windows.holdout_length  # a served model's input: the history to forecast
+                else "shorten windows.* in params.yaml"
+                if every
+                else "drop these series, set dataset.short_series: drop to leave them out, or "
+                "shorten windows.* in params.yaml"
+            ),
+            series=short,
         )
-    return problems
+    ]
 
 
 def _empty_covariate_problems(frame: pd.DataFrame, spec: DatasetConfig) -> list[Problem]:
@@ -567,8 +591,10 @@ def _empty_covariate_problems(frame: pd.DataFrame, spec: DatasetConfig) -> list[
 
 def validate_table(
     frame: pd.DataFrame, spec: DatasetConfig, windows: WindowConfig, source: str
-) -> pd.DataFrame:
-    """Returns the table with parsed times and float columns, or raises DataValidationError."""
+) -> tuple[pd.DataFrame, list[str]]:
+    """Returns the table with parsed times and float columns, and the series left out as too
+    short for the windows (dataset.short_series: drop; else they are an error); or raises
+    DataValidationError."""
     if frame.empty:
         raise DataValidationError(
             source, [Problem("(all)", "the table has no rows", "export the data again")]
@@ -596,7 +622,8 @@ def validate_table(
         problems += _schema_problems(frame, spec, error)
     if problems:
         raise DataValidationError(source, problems)
-    problems = _order_problems(frame, times, spec, windows) + _empty_covariate_problems(frame, spec)
+    problems, short = _order_problems(frame, times, spec, windows)
+    problems += _empty_covariate_problems(frame, spec)
     if problems:
         raise DataValidationError(source, problems)
     typed = frame.copy()
@@ -605,4 +632,7 @@ def validate_table(
         typed[name] = pd.to_numeric(typed[name]).astype("float64")
     for name in spec.series_columns:
         typed[name] = typed[name].astype(str)
-    return typed
+    if short:
+        kept = ~series_labels(frame, spec.series_columns).isin(short).to_numpy()
+        typed = typed[kept].reset_index(drop=True)
+    return typed, short

@@ -88,6 +88,7 @@ def test_a_single_monthly_series_is_inferred_exactly(tmp_path: Path) -> None:
         "frequency": "MS",
         "season_length": 12,
         "missing_target": "error",  # no empty target cell
+        "short_series": "error",  # one series, and it holds the windows
     }
     # Horizon 12 (a year of months); encoder max(2 x 12, 12); validation and holdout a fifth
     # of 120 steps at most, 2 x horizon at least wanted.
@@ -156,6 +157,47 @@ def test_a_short_series_gets_a_shorter_horizon_and_no_season(tmp_path: Path) -> 
     assert inference.dataset["season_length"] == 1
     assert "fewer than two seasons" in "\n".join(inference.lines())
     assert inference.windows["horizon"] == 12
+
+
+# --- series too short for the usual windows ---------------------------------------------------
+
+
+def test_a_few_short_series_are_left_out_rather_than_cutting_every_window(
+    tmp_path: Path,
+) -> None:
+    # Seven stores of 200 days and one opened 20 days ago: fitting the windows to the new store
+    # would cut the horizon to 2 days and drop the weekly season for all eight.
+    lengths = {f"store{i}": 200 for i in range(7)} | {"new": 20}
+    inference = infer(tmp_path, daily_panel(lengths))
+    assert inference.dataset["short_series"] == "drop"
+    assert inference.dataset["season_length"] == 7
+    assert inference.windows["horizon"] == 14
+    text = "\n".join(inference.lines())
+    assert "1 of 8 series is shorter than the" in text and "new (20 steps)" in text
+    assert "shortest series kept, store0, has 200 steps" in text
+
+    table = prepared_with(tmp_path, inference)
+    assert sorted(table["store"].unique()) == [f"store{i}" for i in range(7)]
+    _, meta = read_prepared(tmp_path / "prepared" / PREPARED_FILE)
+    assert meta["left_out_series"] == ["new"]
+
+    # Pinned to error, the windows fit the shortest series as before.
+    fitted = infer(tmp_path, daily_panel(lengths), Pins(short_series="error"))
+    assert fitted.dataset["short_series"] == "error"
+    assert fitted.windows["horizon"] == 2 and fitted.dataset["season_length"] == 1
+
+
+def test_many_short_series_cut_the_windows_instead(tmp_path: Path) -> None:
+    # Two of four short (more than MAX_LEFT_OUT): nothing is left out, the windows fit 40 days.
+    lengths = {"a": 200, "b": 200, "c": 40, "d": 45}
+    inference = infer(tmp_path, daily_panel(lengths))
+    assert inference.dataset["short_series"] == "error"
+    assert inference.windows["horizon"] == 5  # 40 // 8
+    assert len(prepared_with(tmp_path, inference)["store"].unique()) == 4
+    # Pinned to drop, the two short ones go and the usual windows stay.
+    dropped = infer(tmp_path, daily_panel(lengths), Pins(short_series="drop"))
+    assert dropped.windows["horizon"] == 14
+    assert sorted(prepared_with(tmp_path, dropped)["store"].unique()) == ["a", "b"]
 
 
 # --- pins --------------------------------------------------------------------------------------

@@ -231,6 +231,58 @@ def test_series_too_short_names_the_short_series(tmp_path: Path) -> None:
     assert f"at least {NEEDED} steps" in problem.what
     assert f"shortest has {NEEDED - 3}" in problem.what
     assert "encoder 8 + horizon 4 + validation 8 + holdout 8" in problem.what
+    assert "short_series: drop" in problem.fix
+
+
+def test_short_series_drop_leaves_out_the_short_series_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_csv(tmp_path, panel({"a": 40, "b": NEEDED - 3, "c": NEEDED}))
+    params = make_params(series_columns=["store"], short_series="drop")
+
+    with caplog.at_level("WARNING"):
+        summary = prepare(params, tmp_path, tmp_path / "prepared")
+
+    table, meta = read_prepared(tmp_path / "prepared" / PREPARED_FILE)
+    assert sorted(table["store"].unique()) == ["a", "c"]
+    assert summary.series == 2 and summary.rows == 40 + NEEDED
+    assert summary.left_out_series == 1 and meta["left_out_series"] == ["b"]
+    assert "1 series too short left out" in summary.description
+    assert f"left out 1 series shorter than the {NEEDED} steps" in caplog.text
+    assert caplog.text.rstrip().endswith(": b")
+
+
+def test_short_series_drop_with_every_series_too_short_is_still_an_error(tmp_path: Path) -> None:
+    write_csv(tmp_path, panel({"a": NEEDED - 1, "b": NEEDED - 3}))
+    params = make_params(series_columns=["store"], short_series="drop")
+
+    problem = only_problem(prepare_fails(params, tmp_path))
+
+    assert problem.what.startswith("every series is too short")
+    assert problem.series == ["a", "b"]
+    assert problem.fix == "shorten windows.* in params.yaml"
+
+
+def test_a_served_history_too_short_is_refused_even_under_short_series_drop() -> None:
+    # What the pyfunc checks its input with: no validation or holdout, a forecast from the end.
+    params = make_params(series_columns=["store"], short_series="drop")
+    windows = params.windows.model_copy(
+        update={"horizon": 0, "validation_length": 0, "holdout_length": 0}
+    )
+    spec = params.dataset.model_copy(update={"short_series": "error"})
+    with pytest.raises(DataValidationError) as caught:
+        validate_table(panel({"a": 20, "b": 5}), spec, windows, "model input")
+    problem = only_problem(caught.value)
+    assert problem.series == ["b"]
+    assert (
+        problem.fix
+        == f"give each series at least {windows.encoder_length} steps of history, or leave it out"
+    )
+
+
+def test_unknown_short_series_policy_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="short_series must be 'error' or 'drop'"):
+        make_params(short_series="skip")
 
 
 def test_a_series_of_exactly_the_needed_length_is_accepted(tmp_path: Path) -> None:
@@ -330,7 +382,7 @@ def test_validate_table_returns_typed_columns() -> None:
     frame["y"] = frame["y"].astype(int)
     spec = make_params(series_columns=["store"]).dataset
 
-    typed = validate_table(frame, spec, make_params().windows, "test")
+    typed, _ = validate_table(frame, spec, make_params().windows, "test")
 
     assert pd.api.types.is_datetime64_any_dtype(typed["date"])
     assert typed["y"].dtype == np.float64
