@@ -52,6 +52,7 @@ from trainyard.tasks.forecast.validate import (
     SINGLE_SERIES,
     DataValidationError,
     SeriesGrid,
+    number_times,
     read_times,
     series_grid,
     series_labels,
@@ -484,8 +485,16 @@ def _time_column(
         return pins.time_column, f"set by {pins.origin('time_column')}"
     taken = {pins.target, *(pins.series_columns or []), *covariates}
     candidates = [name for name in frame.columns if name not in taken and _holds_dates(frame[name])]
+    how = "the only column of dates/times"
+    if not candidates:
+        # Numbers read as times (validate.number_times) where the header says so: a column named
+        # like year of whole numbers 1000-2999, or like date/day of YYYYMMDD numbers.
+        candidates = [
+            name for name in frame.columns if name not in taken and _named_times(frame[name])
+        ]
+        how = "the only column of numbers named as times: years, or YYYYMMDD dates"
     if len(candidates) == 1:
-        return candidates[0], "the only column of dates/times"
+        return candidates[0], how
     if candidates:
         raise ConfigError(
             f"{source}: several columns hold dates/times: {_names(candidates)}; name the time "
@@ -500,9 +509,20 @@ def _time_column(
         )
     raise DataError(
         f"{source}: no column holds dates or times (columns: {_names(list(frame.columns))}). "
-        "Add a column of ISO dates such as 2024-01-31; if a column of numbers holds the times "
-        "(years, YYYYMMDD, epoch seconds), name it with --time-column to see how to convert it"
+        "Add a column of ISO dates such as 2024-01-31; if a column of numbers holds the times, "
+        "name it with --time-column: years (1000-2999) and YYYYMMDD numbers are read as dates, "
+        "and for other numbers (epoch seconds) the error shows how to convert them"
     )
+
+
+def _named_times(values: pd.Series) -> bool:
+    """Returns whether a column of numbers holds times its name announces: years in a column
+    named like year, YYYYMMDD dates in one named like date or day."""
+    name = str(values.name).lower()
+    if not _holds_numbers(values) or not ("year" in name or "date" in name or "day" in name):
+        return False
+    read = number_times(values)
+    return read is not None and (read[1] == "years") == ("year" in name)
 
 
 def _read_times(frame: pd.DataFrame, column: str, source: str) -> pd.Series:

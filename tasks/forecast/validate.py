@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -238,18 +239,43 @@ def _holds_numbers(values: pd.Series) -> bool:
     return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in NUMBER_KINDS
 
 
+def number_times(values: pd.Series) -> tuple[pd.Series, str] | None:
+    """Returns a time column of numbers read as dates, and what they were, when every number
+    is a year (a whole number from 1000 to 2999: 1 January of it) or every one a YYYYMMDD date
+    (20240131); None otherwise (epoch counts are ambiguous in their unit, so refused). Empty
+    cells stay NaT."""
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    present = numbers.dropna()
+    if present.empty or not np.all(present == np.round(present)):
+        return None
+    text = numbers.astype("Int64").astype("string")
+    if present.between(1000, 2999).all():
+        return pd.to_datetime(text, format="%Y"), "years"
+    if present.between(10**7, 10**8 - 1).all():
+        times = pd.to_datetime(text, format="%Y%m%d", errors="coerce")
+        if times.notna().sum() == len(present):
+            return times, "YYYYMMDD dates"
+    return None
+
+
 def _numbers_fix(value: float, column: str) -> str:
     """Returns how to turn a time column of numbers like `value` into dates, guessing its kind."""
     cells = f"df[{column!r}]"
     whole = float(value).is_integer()
     if whole and 1000 <= value <= 9999:
-        how = f"{cells} = pd.to_datetime({cells}.astype(str), format='%Y') if it holds years"
+        how = (
+            f"{cells} = pd.to_datetime({cells}.astype(int).astype(str), format='%Y') if it "
+            "holds years"
+        )
     elif (
         whole
         and 10**7 <= value < 10**8
         and pd.notna(pd.to_datetime(str(int(value)), format="%Y%m%d", errors="coerce"))
     ):
-        how = f"{cells} = pd.to_datetime({cells}.astype(str), format='%Y%m%d') (YYYYMMDD dates)"
+        how = (
+            f"{cells} = pd.to_datetime({cells}.astype(int).astype(str), format='%Y%m%d') "
+            "(YYYYMMDD dates)"
+        )
     else:
         size = abs(value)
         unit = "s" if size < 1e11 else "ms" if size < 1e14 else "us" if size < 1e17 else "ns"
@@ -354,7 +380,10 @@ def _parse_times(
     if problem is not None:
         return None, [problem]
     try:
-        times = pd.to_datetime(values, errors="coerce", format="mixed", dayfirst=dayfirst)
+        with warnings.catch_warnings():
+            # pandas 2 warns that mixed offsets will raise; they are reported below either way.
+            warnings.filterwarnings("ignore", "In a future version of pandas, parsing datetimes")
+            times = pd.to_datetime(values, errors="coerce", format="mixed", dayfirst=dayfirst)
         unread = present & times.isna()
         if not pd.api.types.is_datetime64_any_dtype(times):  # pandas 2: offsets mixed, as objects
             times, unread = None, present
@@ -381,7 +410,7 @@ def _parse_times(
 
 def read_times(frame: pd.DataFrame, spec: DatasetConfig) -> tuple[pd.Series, list[Problem]]:
     """Returns the time column as naive datetimes and its problems (when there are any, the
-    times are NaT).
+    times are NaT). Numbers are times when number_times reads them (years, YYYYMMDD).
 
     Times with a zone keep their local clock time and lose the zone: 2024-01-01T00:00:00+01:00
     becomes 2024-01-01 00:00:00. Local times keep daily and coarser grids (W-SAT, MS) and the
@@ -397,6 +426,9 @@ def read_times(frame: pd.DataFrame, spec: DatasetConfig) -> tuple[pd.Series, lis
         present = values.notna().to_numpy()
         if not present.any():
             return unset, []  # the schema reports the empty cells
+        read = number_times(values)
+        if read is not None:
+            return read[0], []
         row = int(np.argmax(present))
         first = values.iloc[row]
         first = int(first) if float(first).is_integer() and abs(first) < 1e18 else float(first)

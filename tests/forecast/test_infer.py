@@ -271,9 +271,40 @@ def test_two_id_columns_that_each_tell_series_apart_need_a_series_column(tmp_pat
 
 
 def test_no_column_of_dates_is_a_data_error(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"year": range(1960, 2020), "rain": seasonal(60, 4)})
-    with pytest.raises(DataError, match="no column holds dates.*--time-column"):
+    # Numbers that could be years, in a column not named so, are not taken for times.
+    frame = pd.DataFrame({"obs": range(1960, 2020), "rain": seasonal(60, 4)})
+    with pytest.raises(DataError, match="no column holds dates.*--time-column: years"):
         infer(tmp_path, frame)
+    pinned = infer(tmp_path, frame, Pins(time_column="obs"))
+    assert pinned.dataset["frequency"] == "YS-JAN"
+
+
+def test_a_long_panel_of_years_as_numbers_runs_zero_config(tmp_path: Path) -> None:
+    # World Bank's long format: country, year, value; a float year (1960.0) as a CSV with
+    # empty cells elsewhere writes it.
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {"Country": name, "Year": np.arange(1960.0, 2020.0), "gdp": seasonal(60, 5, i)}
+            )
+            for i, name in enumerate(["Chad", "Peru", "Laos"])
+        ]
+    )
+    inference = infer(tmp_path, frame)
+    assert inference.dataset["time_column"] == "Year"
+    assert inference.dataset["series_columns"] == ["Country"]
+    assert inference.dataset["frequency"] == "YS-JAN"
+    assert "numbers named as times" in "\n".join(inference.lines())
+    table = prepared_with(tmp_path, inference)
+    assert table["Year"].min() == pd.Timestamp("1960-01-01") and len(table) == 180
+
+
+def test_yyyymmdd_numbers_in_a_date_column_are_inferred(tmp_path: Path) -> None:
+    frame = monthly(120)
+    frame["month"] = frame["month"].str.replace("-", "").astype(int)
+    inference = infer(tmp_path, frame.rename(columns={"month": "order_date"}))
+    assert inference.dataset["time_column"] == "order_date"
+    assert inference.dataset["frequency"] == "MS"
 
 
 def test_a_series_too_short_for_any_windows_is_a_data_error(tmp_path: Path) -> None:

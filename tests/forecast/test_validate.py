@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -623,7 +624,9 @@ def test_times_with_different_utc_offsets_name_the_rows_and_ask_for_one_zone(
     frame.loc[20:, "date"] = times[20:] + later_offset  # data rows 21..40
     write_csv(tmp_path, frame)
 
-    error = prepare_fails(make_params(), tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' own FutureWarning about offsets stays unseen
+        error = prepare_fails(make_params(), tmp_path)
 
     problem = only_problem(error)
     assert problem.column == "date"
@@ -719,15 +722,48 @@ def test_epoch_numbers_in_the_time_column_are_refused_with_the_conversion(
     )
 
 
-def test_yyyymmdd_numbers_in_a_csv_time_column_suggest_their_format(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["int", "float"])  # a CSV column with an empty cell is float
+def test_yyyymmdd_numbers_in_a_csv_time_column_are_read_as_dates(tmp_path: Path, kind) -> None:
     frame = daily()
-    frame["date"] = frame["date"].str.replace("-", "")
+    expected = pd.to_datetime(frame["date"])
+    frame["date"] = frame["date"].str.replace("-", "").astype(kind)
+    write_csv(tmp_path, frame)
+
+    prepare(make_params(), tmp_path, tmp_path / "prepared")
+
+    table, _ = read_prepared(tmp_path / "prepared" / PREPARED_FILE)
+    assert table["date"].tolist() == expected.tolist()
+
+
+def test_years_as_numbers_are_read_as_the_first_of_january(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"date": np.arange(1960.0, 2000.0), "y": np.arange(40.0) % 7})
+    write_csv(tmp_path, frame)
+
+    prepare(make_params(frequency="YS", season_length=1), tmp_path, tmp_path / "prepared")
+
+    table, _ = read_prepared(tmp_path / "prepared" / PREPARED_FILE)
+    assert table["date"].iloc[0] == pd.Timestamp("1960-01-01")
+    assert table["date"].iloc[-1] == pd.Timestamp("1999-01-01")
+
+
+@pytest.mark.parametrize(
+    ("values", "first"),
+    [
+        pytest.param([1999, 2000, 20010101], 1999, id="years-and-a-yyyymmdd"),
+        pytest.param([20240131, 20240230, 20240331], 20240131, id="no-30-february"),
+        pytest.param([2001.5, 2002.5, 2003.5], 2001.5, id="fractions"),
+    ],
+)
+def test_numbers_that_are_not_all_years_or_all_dates_are_refused(
+    tmp_path: Path, values: list, first: object
+) -> None:
+    frame = daily(len(values))
+    frame["date"] = values
     write_csv(tmp_path, frame)
 
     problem = only_problem(prepare_fails(make_params(), tmp_path))
 
-    assert problem.what == "numbers instead of dates/times (row 1 holds 20240101)"
-    assert "pd.to_datetime(df['date'].astype(str), format='%Y%m%d')" in problem.fix
+    assert problem.what == f"numbers instead of dates/times (row 1 holds {first})"
 
 
 # --- nearly constant series ----------------------------------------------------------------------
