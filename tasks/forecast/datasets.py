@@ -3,6 +3,7 @@ read as one row per series and time (a wide table is melted as it is read)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from collections.abc import Callable
@@ -22,7 +23,11 @@ from trainyard.tasks.forecast.validate import (
 from trainyard.tasks.prepared import decode_utf8, read_csv_text
 
 LONG, DATES_AS_COLUMNS, SERIES_AS_COLUMNS = LAYOUTS  # forecast.dataset.layout
+log = logging.getLogger(__name__)
+
 SHOWN_CELLS = 5  # offending cells quoted per problem
+# The attrs key of a melted table listing the series with no value it left out (short_series).
+EMPTY_SERIES = "empty_series"
 YEAR = re.compile(r"^[12][0-9]{3}$")  # a header such as 1960 reads as that year
 
 
@@ -168,8 +173,21 @@ def to_long(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFra
     frame = frame.rename(columns=str)
     _no_clash(spec, source)
     if spec.layout == DATES_AS_COLUMNS:
-        return _dates_as_columns(frame, spec, source)
-    return _series_as_columns(frame, spec, source)
+        long, labels = _dates_as_columns(frame, spec, source)
+    else:
+        long, labels = _series_as_columns(frame, spec, source)
+    # Series with no value at all (left out under short_series: drop) have no row in `long`.
+    melted = set(series_labels(long, spec.series_columns))
+    empty = [label for label in labels if label not in melted]
+    if empty:
+        log.warning(
+            "%s: left out %d series with no value (dataset.short_series: drop): %s",
+            source,
+            len(empty),
+            _names(empty),
+        )
+    long.attrs[EMPTY_SERIES] = empty
+    return long
 
 
 def _dates_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFrame:
@@ -212,7 +230,7 @@ def _dates_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> 
     long = frame[spec.series_columns].iloc[series].reset_index(drop=True)
     long[spec.time_column] = stamps[steps]
     long[spec.target] = cells[series, steps]
-    return long
+    return long, labels.tolist()
 
 
 def _series_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFrame:
@@ -243,7 +261,7 @@ def _series_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) ->
     long = pd.DataFrame({spec.time_column: times.to_numpy()[steps]})
     long[spec.series_columns[0]] = np.asarray(columns, dtype=object)[series]
     long[spec.target] = cells[series, steps]
-    return long
+    return long, columns
 
 
 def _no_clash(spec: DatasetConfig, source: str) -> None:
@@ -303,14 +321,16 @@ def _spans(
     returns the (0-based row, column header) of cell i, j in the file."""
     present = ~np.isnan(cells)
     empty = np.flatnonzero(~present.any(axis=1))
-    if len(empty):
+    if len(empty) and spec.short_series != "drop":
         raise DatasetError(
-            f"{source}: series {_names([labels[i] for i in empty])} hold no value; drop them"
+            f"{source}: series {_names([labels[i] for i in empty])} hold no value; drop them, "
+            "or set forecast.dataset.short_series: drop to leave them out"
         )
     steps = np.arange(cells.shape[1])
     first = np.argmax(present, axis=1)
     last = cells.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1)
     keep = (steps >= first[:, None]) & (steps <= last[:, None])
+    keep[empty] = False  # short_series: drop leaves a series with no value out
     holes = np.argwhere(keep & ~present)
     if len(holes) and spec.missing_target != "gap":
         shown = "; ".join(

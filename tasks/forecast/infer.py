@@ -42,6 +42,7 @@ from trainyard.tasks.forecast.config import LAYOUTS, DatasetConfig, WindowConfig
 from trainyard.tasks.forecast.datasets import (
     BUILTIN_DATASETS,
     DATES_AS_COLUMNS,
+    EMPTY_SERIES,
     LONG,
     SERIES_AS_COLUMNS,
     header_times,
@@ -230,16 +231,19 @@ def infer_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
         raise DataError(f"{source}: the table has no rows; export the data again")
     frame = frame.rename(columns=str)
     layout, how = _layout_of(frame, source, pins)
+    empty: list[str] = []
     if layout != LONG:
         frame, pins = _melted(frame, source, layout, pins)
-    inference = _long_keys(frame, source, pins)
+        empty = list(frame.attrs.get(EMPTY_SERIES, []))
+    inference = _long_keys(frame, source, pins, empty)
     inference.dataset = {"layout": layout, **inference.dataset}
     inference.choices.insert(0, Choice("layout", layout, how, pins.layout is not None))
     return inference
 
 
-def _long_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
-    """Returns the keys of long `frame` (infer_keys)."""
+def _long_keys(frame: pd.DataFrame, source: str, pins: Pins, empty: list[str]) -> Inference:
+    """Returns the keys of long `frame` (infer_keys); `empty` names the series a wide table
+    held no value for (series of no steps, left out under short_series: drop)."""
     choices: list[Choice] = []
     covariates = [*(pins.known_covariates or []), *(pins.unknown_covariates or [])]
     for key in ("known_covariates", "unknown_covariates"):
@@ -264,8 +268,20 @@ def _long_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
     choices.append(Choice("frequency", frequency, how, pins.frequency is not None))
     offset = pd.tseries.frequencies.to_offset(frequency)
     grid = _grid(steps, offset)
-    lengths = dict(zip(map(str, grid.labels), grid.lengths.tolist(), strict=True))
+    # A series' length is its steps with a value (what prepare's check counts), at most its
+    # span on the grid; a wide table's series with no value have none.
+    observed = (
+        pd.to_numeric(frame[target], errors="coerce").notna().groupby(labels.to_numpy()).sum()
+    )
+    lengths = {str(label): int(observed.get(label, 0)) for label in grid.labels}
+    lengths |= dict.fromkeys(empty, 0)
     kept = _kept_length(lengths, frequency, offset, source, pins)
+    if kept == 0:
+        raise DataError(
+            f"{source}: series {_names(empty)} hold no value, too many to leave out unasked "
+            f"({len(empty)} of {len(lengths)}); drop them, or set forecast.dataset.short_series: "
+            "drop in params.yaml"
+        )
     kept_label = min(
         (label for label, length in lengths.items() if length >= kept), key=lengths.__getitem__
     )
@@ -373,6 +389,8 @@ def _melted(frame: pd.DataFrame, source: str, layout: str, pins: Pins) -> tuple[
         target=target,
         series_columns=series,
         missing_target="gap",  # prepare checks empty cells with the user's missing_target
+        # Series with no value are left out, and counted as short series by _long_keys.
+        short_series=pins.short_series or "drop",
     )
     long = to_long(frame, spec, source)
     origins = {

@@ -32,7 +32,7 @@ import pandas as pd
 from trainyard.errors import DataError, MissingStepError
 from trainyard.tasks.family import Prepared
 from trainyard.tasks.forecast.config import DatasetConfig, Params, WindowConfig
-from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS, LONG, read_table
+from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS, EMPTY_SERIES, LONG, read_table
 from trainyard.tasks.forecast.validate import (
     DataValidationError,
     Problem,
@@ -300,6 +300,7 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
     """Returns a summary after validating the configured table and writing the prepared series."""
     spec = params.dataset
     raw, source = read_table(spec.name, root, spec)
+    empty = list(raw.attrs.get(EMPTY_SERIES, []))  # a wide file's series with no value
     try:
         typed, short = validate_table(raw, spec, params.windows, source)
     except DataValidationError as error:
@@ -344,7 +345,7 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
         "source": source,
         "raw_md5": raw_md5,
         **counts,
-        "left_out_series": short,
+        "left_out_series": empty + short,
     }
     path = out_dir / PREPARED_FILE
     write_table(table, meta, path)
@@ -356,7 +357,7 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
         series=n_series,
         rows=len(table),
         **counts,
-        left_out_series=len(short),
+        left_out_series=len(empty) + len(short),
     )
     log.info(
         "prepared %d series, %d rows: %d gap steps inserted, %d missing targets (never filled), "

@@ -551,10 +551,18 @@ def _order_problems(
             )
         )
         return problems, []
-    too_short = grid.lengths < steps_needed(windows, spec.season_length)[0]
+    # A series' length is its steps with a value: gaps and empty targets hold no windows.
+    observed = observed_steps(grid, frame[spec.target])
+    too_short = observed < steps_needed(windows, spec.season_length)[0]
     if spec.short_series != "drop" or too_short.all():
-        return problems + _too_short_problems(grid, too_short, spec, windows), []
+        return problems + _too_short_problems(grid, observed, too_short, spec, windows), []
     return problems, [str(label) for label in grid.labels[too_short]]
+
+
+def observed_steps(grid: SeriesGrid, target: pd.Series) -> np.ndarray:
+    """Returns each series' number of rows with a target value (in grid.labels' order)."""
+    present = pd.to_numeric(target, errors="coerce").notna().to_numpy()
+    return np.bincount(grid.codes[present], minlength=len(grid.labels))
 
 
 def steps_needed(windows: WindowConfig, season_length: int) -> tuple[int, str]:
@@ -577,7 +585,11 @@ def steps_needed(windows: WindowConfig, season_length: int) -> tuple[int, str]:
 
 
 def _too_short_problems(
-    grid: SeriesGrid, too_short: np.ndarray, spec: DatasetConfig, windows: WindowConfig
+    grid: SeriesGrid,
+    observed: np.ndarray,
+    too_short: np.ndarray,
+    spec: DatasetConfig,
+    windows: WindowConfig,
 ) -> list[Problem]:
     short = sorted(map(str, grid.labels[too_short]))
     if not short:
@@ -589,7 +601,8 @@ def _too_short_problems(
             column=spec.time_column,
             what=(
                 f"{'every series is' if every else 'series'} too short: each needs at least "
-                f"{needed} steps ({parts}); shortest has {grid.lengths[too_short].min()}"
+                f"{needed} steps ({parts}); shortest has {observed[too_short].min()} steps "
+                "with a value"
             ),
             fix=(
                 f"give each series at least {needed} steps of history, or leave it out"

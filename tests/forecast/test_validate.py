@@ -235,6 +235,19 @@ def test_series_too_short_names_the_short_series(tmp_path: Path) -> None:
     assert "short_series: drop" in problem.fix
 
 
+def test_a_series_long_enough_but_with_too_few_values_is_too_short(tmp_path: Path) -> None:
+    frame = panel({"a": 40, "b": NEEDED + 2})
+    b = frame.index[frame["store"] == "b"]
+    frame.loc[b[10:15], "y"] = np.nan  # five gaps: NEEDED - 3 steps with a value
+    write_csv(tmp_path, frame)
+
+    params = make_params(series_columns=["store"], missing_target="gap")
+    problem = only_problem(prepare_fails(params, tmp_path))
+
+    assert problem.series == ["b"]
+    assert f"shortest has {NEEDED - 3} steps with a value" in problem.what
+
+
 def test_short_series_drop_leaves_out_the_short_series_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -174,6 +174,37 @@ def test_a_bad_wide_table_is_an_error_naming_its_cells_and_writes_nothing(
     assert not (tmp_path / "prepared-wide").exists()
 
 
+def test_a_row_with_no_value_and_a_sparse_row_are_left_out_zero_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # World Bank files hold countries with no value at all, and some with a value every few
+    # years: neither can be forecast, and neither should stop the other series from running.
+    stores = {f"s{i}": 96 for i in range(8)}
+    wide = dates_as_columns(long_panel(stores))
+    dated = [name for name in wide.columns if name[:4].isdigit()]
+    wide.loc[len(wide)] = {"store": "closed", **dict.fromkeys(dated, np.nan)}
+    sparse = dict.fromkeys(dated, np.nan) | {name: 50.0 + i for i, name in enumerate(dated[::12])}
+    wide.loc[len(wide)] = {"store": "sparse", **sparse}  # 8 values over 85 months
+    inference = infer(tmp_path, wide)
+    assert inference.dataset["short_series"] == "drop"
+    assert inference.dataset["missing_target"] == "gap"
+    text = "\n".join(inference.lines())
+    assert "2 of 10 series are shorter than" in text
+    assert "closed (0 steps)" in text and "sparse (8 steps)" in text
+    assert inference.windows["horizon"] == 12  # fitted to the 96-month stores
+
+    with caplog.at_level("WARNING"):
+        table = prepared(tmp_path, "wide.csv", inference.dataset, inference.windows)
+    assert sorted(table["series_id"].unique()) == sorted(stores)
+    _, meta = read_prepared(tmp_path / "prepared-wide" / PREPARED_FILE)
+    assert meta["left_out_series"] == ["closed", "sparse"]
+    assert "left out 1 series with no value (dataset.short_series: drop): closed" in caplog.text
+    assert "steps with a value" not in caplog.text  # counted, not refused
+
+    with pytest.raises(DataError, match=r"series closed hold no value.*short_series: drop"):
+        infer(tmp_path, wide, Pins(short_series="error"))
+
+
 def test_empty_cells_within_a_series_are_gaps_when_missing_target_is_gap(tmp_path: Path) -> None:
     wide = dates_as_columns(long_panel({"east": 96, "north": 96}))
     wide.loc[0, "2013-05"] = np.nan
