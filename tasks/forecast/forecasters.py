@@ -453,6 +453,23 @@ class TFTTarget:
         return self.transform.inverse(values * scales, series)
 
 
+def _tft_columns(params: Params) -> dict[str, str]:
+    """Returns the TFT's own name for the target and each covariate: pytorch-forecasting
+    refuses column names with a dot (an SDMX code such as STS.M.I7.W.TOVT), so none of the
+    user's names reaches it."""
+    spec = params.dataset
+    names = {spec.target: "tft_target"}
+    for kind, columns in (("known", spec.known_covariates), ("unknown", spec.unknown_covariates)):
+        for i, name in enumerate(columns):
+            names.setdefault(name, f"tft_{kind}_{i}")
+    return names
+
+
+def _tft_frame(rows: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Returns `rows` (target on the TFT's scale) with the TFT's column names."""
+    return rows.rename(columns=_tft_columns(params))
+
+
 def _tft_training_dataset(
     train_rows: pd.DataFrame, params: Params, target: TFTTarget | None = None
 ):
@@ -465,18 +482,21 @@ def _tft_training_dataset(
     spec, windows = params.dataset, params.windows
     target = target or TFTTarget.fit(train_rows, params, TargetTransform())
     statics = ["series_id"] if train_rows["series_id"].nunique() > 1 else []
+    names = _tft_columns(params)
     return TimeSeriesDataSet(
-        target.scaled(train_rows, params),
+        _tft_frame(target.scaled(train_rows, params), params),
         time_idx="time_idx",
-        target=spec.target,
+        target=names[spec.target],
         group_ids=["series_id"],
         max_encoder_length=windows.encoder_length,
         min_encoder_length=windows.encoder_length,
         max_prediction_length=windows.horizon,
         min_prediction_length=windows.horizon,
         static_categoricals=statics,
-        time_varying_known_reals=list(spec.known_covariates),
-        time_varying_unknown_reals=[spec.target, *spec.unknown_covariates],
+        time_varying_known_reals=[names[name] for name in spec.known_covariates],
+        time_varying_unknown_reals=[
+            names[name] for name in [spec.target, *spec.unknown_covariates]
+        ],
         target_normalizer=EncoderNormalizer(),  # the same per-window scaling as LSTM/TCN
         add_relative_time_idx=True,
         allow_missing_timesteps=True,
@@ -491,7 +511,7 @@ def _tft_datasets(table: pd.DataFrame, params: Params, target: TFTTarget | None 
     train_rows = _tft_training_rows(table, params)
     target = target or TFTTarget.fit(train_rows, params, TargetTransform())
     training = _tft_training_dataset(train_rows, params, target)
-    rows = target.scaled(_tft_rows(table, params), params)
+    rows = _tft_frame(target.scaled(_tft_rows(table, params), params), params)
     everything = TimeSeriesDataSet.from_dataset(training, rows, stop_randomization=True)
     return training, everything
 
@@ -628,7 +648,7 @@ def predict_tft(
     check_positive(arrays, target.transform.kind, params.dataset.target, rows)
     everything = TimeSeriesDataSet.from_parameters(
         module.dataset_parameters,
-        target.scaled(_tft_rows(table, params), params),
+        _tft_frame(target.scaled(_tft_rows(table, params), params), params),
         stop_randomization=True,
     )
     dataset = _same_windows(everything, arrays, index)

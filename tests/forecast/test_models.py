@@ -20,6 +20,7 @@ from trainyard.tasks.forecast.family import FORECAST
 from trainyard.tasks.forecast.forecasters import FORECASTERS, setup_tcn
 from trainyard.tasks.forecast.prepare import prepare, read_prepared
 from trainyard.tasks.forecast.windows import SeriesArrays, window_index
+from trainyard.tasks.prepared import write_table
 from trainyard.tasks.training import train_model
 
 # pytorch-forecasting's from_dataset saves its loss modules as hyperparameters (as train does).
@@ -400,6 +401,32 @@ def test_tft_trains_logging_project_metric_names(prepared_path: Path, tmp_path: 
     assert forecast.quantiles.shape == (len(index), HOR, len(QUANTILES))
     assert forecast.levels == QUANTILES
     np.testing.assert_array_equal(forecast.point, forecast.quantiles[..., 1])
+
+
+def test_tft_takes_column_names_with_dots(prepared_path: Path, tmp_path: Path) -> None:
+    # Statistical offices name series by dotted codes (STS.M.I7.W.TOVT); pytorch-forecasting
+    # refuses such column names, so the TFT must never see the user's.
+    table, meta = read_prepared(prepared_path)
+    dotted = table.rename(columns={"y": "y.eur", "dow": "dow.sin"})
+    params = tiny_params(max_epochs=1, limit_train_batches=2)
+    params = params.model_copy(
+        update={
+            "dataset": params.dataset.model_copy(
+                update={"target": "y.eur", "known_covariates": ["dow.sin"]}
+            )
+        }
+    )
+    meta = {**meta, "dataset": params.dataset.model_dump()}
+    path = tmp_path / "prepared" / "series.parquet"
+    write_table(dotted, meta, path)
+
+    train_model(FORECAST, "tft", path, params, tmp_path / "models")
+
+    arrays = SeriesArrays.from_prepared(dotted, params.dataset)
+    index = window_index(arrays, "holdout", ENC, HOR)
+    kind, model_dir = FORECASTERS["tft"], tmp_path / "models" / "tft"
+    forecast = kind.predict(kind.load(model_dir, params), arrays, dotted, index, params, model_dir)
+    assert forecast.point.shape == (len(index), HOR) and np.isfinite(forecast.point).all()
 
 
 def test_tft_sees_exactly_the_lstm_windows_on_data_with_gaps(tmp_path: Path) -> None:
