@@ -454,14 +454,21 @@ class TFTTarget:
 
 
 def _tft_columns(params: Params) -> dict[str, str]:
-    """Returns the TFT's own name for the target and each covariate: pytorch-forecasting
-    refuses column names with a dot (an SDMX code such as STS.M.I7.W.TOVT), so none of the
-    user's names reaches it."""
+    """Returns the TFT's name for the target and each covariate: the user's, except that
+    pytorch-forecasting refuses column names with a dot (an SDMX code such as
+    STS.M.I7.W.TOVT), which become underscores. Names are kept otherwise because the TFT's
+    weights are keyed by them (a model trained before reads its own)."""
     spec = params.dataset
-    names = {spec.target: "tft_target"}
-    for kind, columns in (("known", spec.known_covariates), ("unknown", spec.unknown_covariates)):
-        for i, name in enumerate(columns):
-            names.setdefault(name, f"tft_{kind}_{i}")
+    names: dict[str, str] = {}
+    taken = {"series_id", "time_idx", "split", *spec.columns}
+    for name in [spec.target, *spec.known_covariates, *spec.unknown_covariates]:
+        safe = name
+        if "." in name:
+            safe = name.replace(".", "_")
+            while safe in taken:
+                safe += "_"
+            taken.add(safe)
+        names.setdefault(name, safe)
     return names
 
 
