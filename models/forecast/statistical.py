@@ -159,6 +159,10 @@ def fit_many(
     return fitted
 
 
+class HistoryTooShortError(ValueError):
+    """statsforecast cannot apply a fitted model to so short a history."""
+
+
 def forward_many(
     series: list[tuple[ModelSpec, Any, np.ndarray, np.ndarray]], horizon: int, level: int
 ) -> list[np.ndarray]:
@@ -173,7 +177,13 @@ def forward_many(
         for row, origin in enumerate(origins):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                result = forward(model, spec, history[:origin], horizon, level)
+                try:
+                    result = forward(model, spec, history[:origin], horizon, level)
+                except NotImplementedError:  # statsforecast: "tiny datasets"
+                    raise HistoryTooShortError(
+                        f"{spec.kind}: a history of {origin} steps is too short for "
+                        "statsforecast to apply the fitted model to; give a longer history"
+                    ) from None
             out[row, :, 0] = result[f"lo-{level}"]
             out[row, :, 1] = result["mean"]
             out[row, :, 2] = result[f"hi-{level}"]

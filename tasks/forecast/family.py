@@ -287,12 +287,18 @@ class ForecastFamily(Family):
         return score(holdout.actual, forecast, holdout.scale)[params.evaluate.metric]
 
 
+EXAMPLE_STEPS = 24  # the shortest input example (statsforecast's AutoETS needs 12 or more)
+
+
 def input_example(prepared: preparation.PrepareSummary, params: Params) -> pd.DataFrame:
-    """Returns a small history in the input table's format, for the pyfunc signature."""
+    """Returns a small history in the input table's format, for the pyfunc signature: the
+    last steps of the first series, an encoder's worth and at least EXAMPLE_STEPS (MLflow
+    forecasts it to infer the signature, and statsforecast refuses a tiny history)."""
     spec = params.dataset
     table, _ = preparation.read_prepared(Path(prepared.path))
     first = table[table["series_id"] == table["series_id"].iloc[0]]
-    first = first[first[spec.target].notna()].tail(params.windows.encoder_length)
+    steps = max(params.windows.encoder_length, 2 * spec.season_length, EXAMPLE_STEPS)
+    first = first[first[spec.target].notna()].tail(steps)
     return first[spec.columns].reset_index(drop=True)
 
 

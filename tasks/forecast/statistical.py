@@ -12,6 +12,7 @@ import numpy as np
 
 from trainyard.errors import DataError
 from trainyard.models.forecast.statistical import (
+    HistoryTooShortError,
     ModelSpec,
     fit_many,
     fitted_state,
@@ -126,7 +127,11 @@ def predict(
         origins = starts[mine] + encoder - arrays.offsets[position]
         work.append((spec, model, history, origins))
     forecasts = np.empty((len(index), horizon, 3))
-    for mine, result in zip(rows, in_parallel(forward_many, work, horizon, level), strict=True):
+    try:
+        results = in_parallel(forward_many, work, horizon, level)
+    except HistoryTooShortError as error:
+        raise DataError(str(error)) from None
+    for mine, result in zip(rows, results, strict=True):
         forecasts[mine] = result
     tail = round((1 - level / 100) / 2, 6)
     return Forecast(

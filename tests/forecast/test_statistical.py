@@ -135,6 +135,14 @@ def test_many_series_fit_and_forecast_in_worker_processes_as_in_one() -> None:
     assert all((f[..., 0] <= f[..., 1]).all() and (f[..., 1] <= f[..., 2]).all() for f in forecasts)
 
 
+def test_a_history_too_short_to_forecast_from_is_a_clear_error() -> None:
+    y = monthly(60)
+    spec = models.spec_for("autotheta", [12], 60)
+    model = models.build(spec).fit(y)
+    with pytest.raises(models.HistoryTooShortError, match="autotheta: a history of 3 steps"):
+        models.forward_many([(spec, model, y, np.array([3]))], 6, 80)
+
+
 def test_a_series_no_model_fits_is_named() -> None:
     arrays = SimpleNamespace(
         series_ids=["good", "empty"],
