@@ -66,7 +66,7 @@ def read_input_table(path: Path, as_text: bool = False) -> pd.DataFrame:
             text = io.StringIO(decode_utf8(path))
             if as_text:
                 return pd.read_csv(text, dtype=str, keep_default_na=False)
-            return read_csv_text(text.getvalue())
+            return read_csv_text(text.getvalue(), str(path))
         if suffix == ".parquet":
             return pd.read_parquet(path)
         if suffix == ".jsonl":

@@ -3,9 +3,11 @@ and the reading of the users' text and CSV files they are prepared from."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trainyard.errors import DataError, MissingStepError
+
+log = logging.getLogger(__name__)
 
 META_KEY = b"trainyard"  # the Parquet schema metadata key holding how a file was prepared
 
@@ -51,22 +55,40 @@ def decode_utf8(path: Path) -> str:
         ) from None
 
 
-def read_csv_text(text: str) -> pd.DataFrame:
+SEPARATORS = (";", "\t", "|")  # besides the comma, what spreadsheets separate cells with
+SNIFFED_LINES = 100  # lines read to find the header below a preamble
+
+
+def read_csv_text(text: str, source: str = "CSV") -> pd.DataFrame:
     """Returns the table in CSV `text` as spreadsheets and pandas write it: separated by
     commas, or by semicolons, tabs or pipes when the header holds no comma; in a comma file, a
     column of quoted numbers with thousands separators (1,234.5) is read as numbers, and in a
     semicolon, tab or pipe file one of decimal commas (1.234,5) is; a first column without a
     header that counts the rows from 0 or 1 (a saved pandas index) is left out, and so are
-    rows of empty cells at the end (",,")."""
-    header = next((line for line in text.splitlines() if line.strip()), "")
-    separator = ","
-    if "," not in header:
-        counts = {mark: header.count(mark) for mark in (";", "\t", "|")}
-        best = max(counts, key=counts.__getitem__)
-        separator = best if counts[best] else ","
-    frame = pd.read_csv(io.StringIO(text), sep=separator)
+    rows of empty cells at the end (",,"), a last column with neither header nor value (every
+    line ending in a separator) and spaces around headers; a column of digits some of which
+    start with 0 (SKU 007) is text. Lines above the header that hold
+    another number of cells than the table's rows (a download's title and dates, as World Bank
+    files have) are skipped, and logged with `source`."""
+    lines = text.splitlines()
+    header, separator = _header_line(lines)
+    if header:
+        log.warning(
+            "%s: skipped %d line(s) above the header on line %d (they do not hold as many cells "
+            "as the table's rows)",
+            source,
+            header,
+            header + 1,
+        )
+    padded = _zero_padded(lines[header : header + SNIFFED_LINES], separator)
+    frame = pd.read_csv(
+        io.StringIO(text), sep=separator, skiprows=header, dtype=dict.fromkeys(padded, str)
+    )
     filled = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
     frame = frame.iloc[: filled[-1] + 1 if len(filled) else 0]  # rows of empty cells at the end
+    last = frame.columns[-1] if len(frame.columns) > 1 else None
+    if last is not None and str(last).startswith("Unnamed: ") and frame[last].isna().all():
+        frame = frame.drop(columns=last)  # every line ended in a separator
     first = frame.columns[0] if len(frame.columns) > 1 else None
     if first is not None and (first == "" or str(first).startswith("Unnamed: ")):
         values = frame[first]
@@ -79,10 +101,67 @@ def read_csv_text(text: str) -> pd.DataFrame:
             )
         ):
             frame = frame.drop(columns=first)
+    stripped = [str(name).strip() for name in frame.columns]
+    if len(set(stripped)) == len(stripped):
+        frame.columns = stripped
     for name in frame.columns:
         if frame[name].dtype == object:
             frame[name] = _locale_numbers(frame[name], separator)
     return frame
+
+
+def _header_line(lines: list[str]) -> tuple[int, str]:
+    """Returns the index of the header line and the separator. The separator is the one that
+    splits the first SNIFFED_LINES into the most cells on most lines, then on the most lines
+    (the comma first, then SEPARATORS, where they tie);
+    the header is the first line that is not blank, unless it holds another number of cells
+    than most lines (a preamble): then the first line that holds as many. A first line of
+    two or more cells, one fewer than the line right below it, is R's write.table header (row
+    names in a first column without header, which pandas reads as the index), not a
+    preamble."""
+    sample = lines[:SNIFFED_LINES]
+    filled = [i for i, line in enumerate(sample) if line.strip()]
+    if not filled:
+        return 0, ","
+    best: tuple[tuple[int, int], str, dict[int, int]] | None = None
+    for separator in (",", *SEPARATORS):
+        counts = {i: _cells(sample[i], separator) for i in filled}
+        values = list(counts.values())
+        usual = max(set(values), key=values.count)
+        score = (usual, values.count(usual))  # most cells, then on most lines
+        if best is None or score > best[0]:
+            best = (score, separator, counts)
+    (usual, _), separator, counts = best
+    header = filled[0]
+    if counts[header] != usual:
+        full = next(i for i in filled if counts[i] == usual)
+        if not (counts[header] == usual - 1 >= 2 and full == header + 1):
+            header = full
+    return header, separator
+
+
+def _zero_padded(lines: list[str], separator: str) -> list[str]:
+    """Returns the columns (by header) whose cells in `lines` (the header first) are all
+    digits with a leading zero in some (SKUs and store codes such as 007): text, which pandas
+    would read as numbers and lose the zeros of."""
+    rows = [row for row in csv.reader(lines, delimiter=separator) if row]
+    if len(rows) < 2:
+        return []
+    padded = []
+    for position, name in enumerate(rows[0]):
+        cells = [row[position].strip() for row in rows[1:] if position < len(row)]
+        cells = [cell for cell in cells if cell]
+        if (
+            cells
+            and all(cell.isdigit() for cell in cells)
+            and any(len(cell) > 1 and cell.startswith("0") for cell in cells)
+        ):
+            padded.append(name)
+    return padded
+
+
+def _cells(line: str, separator: str) -> int:
+    return len(next(csv.reader([line], delimiter=separator), []))
 
 
 THOUSANDS = r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?|[-+]?\d+(\.\d+)?"  # 1,234.5 (comma files)

@@ -106,7 +106,7 @@ def _read_file(name: str, root: Path) -> tuple[pd.DataFrame, str]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            frame = read_csv_text(decode_utf8(path))
+            frame = read_csv_text(decode_utf8(path), str(path))
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:

@@ -492,6 +492,8 @@ def _holds_numbers(values: pd.Series) -> bool:
     present = values.dropna()
     if present.empty or present.map(lambda v: isinstance(v, bool)).any():
         return False
+    if present.astype(str).str.fullmatch(r"0\d+").any():
+        return False  # zero-padded codes (SKU 007) are names, not numbers
     return bool(pd.to_numeric(present, errors="coerce").notna().mean() >= 0.5)
 
 
@@ -746,9 +748,16 @@ def _target(
             f"{source}: no numeric column varies within a series ({_names(constant)} are "
             "constant): there is nothing to forecast"
         )
+    texts = [name for name in frame.columns if name not in taken]
+    samples = "; ".join(
+        f"{name!r} holds {', '.join(repr(str(v)) for v in frame[name].dropna().unique()[:2])}"
+        for name in texts[:SHOWN]
+        if frame[name].notna().any()
+    )
     raise DataError(
-        f"{source}: no numeric column to forecast (columns: {_names(list(frame.columns))}); "
-        "the target must hold numbers"
+        f"{source}: no numeric column to forecast (columns: {_names(list(frame.columns))}"
+        f"{'; ' + samples if samples else ''}); the target must hold numbers: write it without "
+        "currency signs, units or percent signs (12.5, not $12.50 or 12.5%)"
     )
 
 

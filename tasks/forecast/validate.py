@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from pandera.errors import SchemaErrors
 
 from trainyard.errors import DataError
 from trainyard.tasks.forecast.config import DatasetConfig, WindowConfig
+
+log = logging.getLogger(__name__)
 
 SHOWN_ROWS = 5  # offending rows quoted per problem
 SINGLE_SERIES = "(single series)"
@@ -215,10 +218,14 @@ def _schema_problems(
         fix = FIXES.get(check, "correct these values")
         if check == "not_nullable" and column == spec.target:
             fix = TARGET_NAN_FIX
+        what = WHAT.get(check, check)
+        if check == "not a number" and rows:
+            shown = list(dict.fromkeys(str(frame.at[row, column]) for row in rows))[:3]
+            what += f" (such as {', '.join(map(repr, shown))})"
         problems.append(
             Problem(
                 column=str(column),
-                what=WHAT.get(check, check),
+                what=what,
                 fix=fix,
                 rows=[r + 1 for r in rows],
                 series=sorted(labels.loc[rows].unique().tolist()) if rows else [],
@@ -512,17 +519,13 @@ def _order_problems(
     windows that dataset.short_series: drop leaves out (those are problems otherwise)."""
     labels = series_labels(frame, spec.series_columns)
     problems = []
-    backwards = times.groupby(labels, sort=False).diff() <= pd.Timedelta(0)
+    # Rows in another order (newest first, as many exports write them) are read in time order:
+    # every row is placed by its time on its series' grid.
+    backwards = (times.groupby(labels, sort=False).diff() < pd.Timedelta(0)).to_numpy()
     if backwards.any():
-        rows = np.flatnonzero(backwards.to_numpy())
-        problems.append(
-            Problem(
-                column=spec.time_column,
-                what="times go backwards within a series (rows out of time order)",
-                fix=f"sort the table by {', '.join([*spec.series_columns, spec.time_column])}",
-                rows=[int(r) + 1 for r in rows],
-                series=sorted(labels.iloc[rows].unique().tolist()),
-            )
+        log.info(
+            "rows of series %s are not in time order; they are read in time order",
+            ", ".join(sorted(labels[backwards].unique().tolist())[:8]),
         )
     try:
         offset = pd.tseries.frequencies.to_offset(spec.frequency)

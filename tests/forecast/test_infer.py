@@ -463,6 +463,39 @@ def _export(frame: pd.DataFrame, separator: str, number: str) -> str:
         pytest.param(lambda f: f.to_csv(), 1, 6, id="saved-pandas-index"),
         pytest.param(lambda f: f.to_csv(index=False, lineterminator="\r\n"), 1, 6, id="crlf"),
         pytest.param(lambda f: f.to_csv(index=False) + ",\n,\n", 1, 6, id="trailing-empty-rows"),
+        pytest.param(
+            lambda f: (
+                '"Data Source","Sales DB",\n\n"Last Updated","2024-06-28",\n\n'
+                + f.to_csv(index=False)
+            ),
+            1,
+            6,
+            id="preamble",  # World Bank downloads start so
+        ),
+        pytest.param(
+            lambda f: "Sales export\n" + _export(f, ";", "{:.2f}").replace(".", ","),
+            1,
+            2,
+            id="title-line-semicolon",
+        ),
+        pytest.param(
+            lambda f: "".join(line + ",\n" for line in f.to_csv(index=False).splitlines()),
+            1,
+            6,
+            id="trailing-separator",  # an empty column without header
+        ),
+        pytest.param(
+            lambda f: f.to_csv(index=False).replace("month,sales", " month , sales "),
+            1,
+            6,
+            id="spaces-around-headers",
+        ),
+        pytest.param(
+            lambda f: f.to_csv().replace(",month,sales", "month,sales"),
+            1,
+            6,
+            id="r-write-table",  # row names without a header cell: pandas' index
+        ),
     ],
 )
 def test_spreadsheet_exports_read_as_the_same_series(
@@ -476,6 +509,15 @@ def test_spreadsheet_exports_read_as_the_same_series(
     table = prepared_with(tmp_path, inference)
     expected = (frame["sales"] * scale).round(rounding)
     np.testing.assert_allclose(table["sales"], expected, rtol=1e-6)
+
+
+def test_zero_padded_codes_stay_text(tmp_path: Path) -> None:
+    frame = daily_panel({"007": 60, "010": 60, "100": 60})
+    inference = infer(tmp_path, frame)
+    assert inference.dataset["series_columns"] == ["store"]
+    assert "the only text column" in "\n".join(inference.lines())
+    table = prepared_with(tmp_path, inference)
+    assert sorted(table["store"].unique()) == ["007", "010", "100"]
 
 
 def test_day_first_dates_are_read_day_first_for_the_whole_column(tmp_path: Path) -> None:

@@ -152,19 +152,21 @@ def test_duplicate_series_time_rows_name_the_series(tmp_path: Path) -> None:
     assert problem.series == ["b"]
 
 
-def test_times_going_backwards_within_a_series(tmp_path: Path) -> None:
+def test_rows_out_of_time_order_are_read_in_time_order(tmp_path: Path) -> None:
     frame = panel({"a": 30, "b": 30})
-    frame.loc[[40, 41], "date"] = frame.loc[[41, 40], "date"].to_numpy()  # swap two of b's days
     write_csv(tmp_path, frame)
+    ordered = prepare(make_params(series_columns=["store"]), tmp_path, tmp_path / "ordered")
+    # b newest first, as many exports write it, and a's rows after b's.
+    shuffled = pd.concat([frame.iloc[30:].iloc[::-1], frame.iloc[:30]], ignore_index=True)
+    write_csv(tmp_path, shuffled)
 
-    error = prepare_fails(make_params(series_columns=["store"]), tmp_path)
+    summary = prepare(make_params(series_columns=["store"]), tmp_path, tmp_path / "shuffled")
 
-    problem = only_problem(error)
-    assert problem.column == "date"
-    assert "backwards" in problem.what
-    assert problem.rows == [42]  # the row whose time is earlier than the row before it
-    assert problem.series == ["b"]
-    assert "sort the table by store, date" in problem.fix
+    pd.testing.assert_frame_equal(
+        read_prepared(tmp_path / "shuffled" / PREPARED_FILE)[0],
+        read_prepared(tmp_path / "ordered" / PREPARED_FILE)[0],
+    )
+    assert summary.rows == ordered.rows == 60
 
 
 def test_unparseable_times(tmp_path: Path) -> None:
@@ -190,7 +192,7 @@ def test_text_in_numeric_target(tmp_path: Path) -> None:
     problem = only_problem(prepare_fails(make_params(), tmp_path))
 
     assert problem.column == "y"
-    assert problem.what == "values that are not numbers"
+    assert problem.what == "values that are not numbers (such as '12 ppm', '1,204')"
     assert problem.rows == [3, 7]
     assert "numeric" in problem.fix
 
@@ -204,7 +206,7 @@ def test_text_in_covariate_column_of_a_parquet_file(tmp_path: Path) -> None:
     problem = only_problem(prepare_fails(params, tmp_path))
 
     assert problem.column == "price"
-    assert problem.what == "values that are not numbers"
+    assert problem.what == "values that are not numbers (such as 'n/a')"
     assert problem.rows == [12]
 
 
