@@ -190,7 +190,10 @@ def to_long(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFra
     return long
 
 
-def _dates_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFrame:
+def _dates_as_columns(
+    frame: pd.DataFrame, spec: DatasetConfig, source: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Returns the long table of a row per series, and the series' labels in row order."""
     times = header_times(list(frame.columns), source)
     layout = f"forecast.dataset.layout is {DATES_AS_COLUMNS}"
     if len(times) < 2:
@@ -233,7 +236,10 @@ def _dates_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> 
     return long, labels.tolist()
 
 
-def _series_as_columns(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFrame:
+def _series_as_columns(
+    frame: pd.DataFrame, spec: DatasetConfig, source: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Returns the long table of a column per series, and the series' labels (the headers)."""
     layout = f"forecast.dataset.layout is {SERIES_AS_COLUMNS}"
     if spec.time_column not in frame.columns:
         raise DatasetError(
