@@ -23,6 +23,7 @@ from trainyard.tasks.forecast.config import (
     STATISTICAL_KINDS,
     DatasetConfig,
     Params,
+    WindowConfig,
     params_from_dict,
 )
 
@@ -229,16 +230,22 @@ class ForecastFamily(Family):
     ) -> pd.DataFrame:
         """Returns a history table in the layout the model's training file had (a row per
         series with dates as headers, or a column per series) melted to the long table the
-        model reads; a long table as it is."""
+        model reads; a long table as it is. Of a model trained with short_series: drop, the
+        series too short for its encoder are left out and named in the log (the same file it
+        was trained on forecasts the series it can); the model itself refuses them."""
         from trainyard.tasks.forecast.datasets import DATES_AS_COLUMNS, LONG, to_long
 
-        dataset = dict((model_config.get("params") or {}).get("dataset") or {})
+        model_params = model_config.get("params") or {}
+        dataset = dict(model_params.get("dataset") or {})
         spec = DatasetConfig.model_validate({**dataset, "missing_target": "gap"})
         columns = {str(name) for name in frame.columns}
         melted = spec.time_column if spec.layout == DATES_AS_COLUMNS else spec.target
-        if spec.layout == LONG or melted in columns:
-            return frame
-        return to_long(frame, spec, str(path))
+        if spec.layout != LONG and melted not in columns:
+            frame = to_long(frame, spec, str(path))
+        if spec.short_series == "drop":
+            windows = WindowConfig.model_validate(model_params.get("windows") or {})
+            frame = _without_short_histories(frame, spec, windows, path)
+        return frame
 
     def pyfunc(
         self, name: str, model_dir: Path, prepared: preparation.PrepareSummary, params: Params
@@ -285,6 +292,49 @@ class ForecastFamily(Family):
             model_config["kind"], artifacts["model_dir"], replace(holdout, index=index), theirs
         )
         return score(holdout.actual, forecast, holdout.scale)[params.evaluate.metric]
+
+
+def _without_short_histories(
+    frame: pd.DataFrame, spec: DatasetConfig, windows: WindowConfig, path: Path
+) -> pd.DataFrame:
+    """Returns a history without the series the model's short_series: drop leaves out: those
+    with fewer values than its windows need (as its training left them out: a statistical
+    model has none of theirs), and those whose last encoder steps are not all observed;
+    naming them in the log. As it was when its times or columns cannot be read (the model's
+    own check says why) or when every series would go."""
+    from trainyard.tasks.forecast.validate import read_times, series_labels, steps_needed
+
+    if any(name not in frame.columns for name in [spec.target, *spec.series_columns]):
+        return frame
+    times, problems = read_times(frame, spec)
+    if problems:
+        return frame
+    labels = series_labels(frame, spec.series_columns)
+    observed = pd.to_numeric(frame[spec.target], errors="coerce").notna().to_numpy()
+    offset = pd.tseries.frequencies.to_offset(spec.frequency)
+    needed = steps_needed(windows, spec.season_length)[0]
+    encoder = windows.encoder_length
+    short = sorted(set(labels[~observed]) - set(labels[observed]))  # no value at all
+    for label, stamps in times[observed].groupby(labels[observed].to_numpy()):
+        stamps = stamps.sort_values()
+        if (
+            len(stamps) < needed
+            or stamps.iloc[-encoder] + (encoder - 1) * offset != stamps.iloc[-1]
+        ):
+            short.append(label)
+    if not short or len(short) == labels.nunique():
+        return frame
+    log.warning(
+        "%s: left out %d series with fewer than the %d values the model's windows need, or "
+        "gaps in their last %d steps (its dataset.short_series is drop): %s",
+        path,
+        len(short),
+        needed,
+        encoder,
+        ", ".join(map(str, short[:10]))
+        + (f" and {len(short) - 10} more" if len(short) > 10 else ""),
+    )
+    return frame[~labels.isin(short).to_numpy()].reset_index(drop=True).copy()
 
 
 EXAMPLE_STEPS = 24  # the shortest input example (statsforecast's AutoETS needs 12 or more)

@@ -205,6 +205,31 @@ def test_a_row_with_no_value_and_a_sparse_row_are_left_out_zero_config(
         infer(tmp_path, wide, Pins(short_series="error"))
 
 
+@pytest.mark.parametrize("short_series", ["drop", "error"])
+def test_predict_leaves_out_the_histories_a_dropping_model_left_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, short_series: str
+) -> None:
+    from trainyard.tasks.forecast.family import FORECAST
+
+    wide = dates_as_columns(long_panel({"east": 96, "north": 96, "new": 10, "gap": 96}))
+    wide.loc[wide["store"] == "gap", "2017-10"] = np.nan  # inside its last 24 months
+    config = {
+        "params": {
+            "dataset": {**STORES, "short_series": short_series},
+            "windows": {**WINDOWS, "encoder_length": 24},
+        }
+    }
+    with caplog.at_level("WARNING"):
+        history = FORECAST.model_input(wide, config, tmp_path / "wide.csv")
+    stores = sorted(history["store"].unique())
+    if short_series == "drop":
+        assert stores == ["east", "north"]
+        assert "left out 2 series with fewer than the 54 values" in caplog.text
+        assert caplog.text.rstrip().endswith(": gap, new")
+    else:
+        assert stores == ["east", "gap", "new", "north"]  # the model's own check refuses them
+
+
 def test_empty_cells_within_a_series_are_gaps_when_missing_target_is_gap(tmp_path: Path) -> None:
     wide = dates_as_columns(long_panel({"east": 96, "north": 96}))
     wide.loc[0, "2013-05"] = np.nan
