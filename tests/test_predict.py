@@ -336,3 +336,22 @@ def test_a_failed_write_leaves_the_output_as_it_was_and_no_temporary_file(tmp_pa
         _write_predictions(unwritable, target)
     assert target.read_text() == "yesterday's forecast"
     assert [p.name for p in tmp_path.iterdir()] == ["forecast.parquet"]
+
+
+def test_fitting_the_input_to_the_signature_raises_no_pandas_warning(tmp_path: Path) -> None:
+    # MLflow assigns into the frame it converts: given a column slice, pandas warned the user
+    # (SettingWithCopyWarning) on every `trainyard predict`.
+    import warnings
+
+    import pandas as pd
+    from mlflow.types.schema import ColSpec, Schema
+
+    from trainyard.cli import _fit_signature
+
+    frame = pd.DataFrame({"date": ["2024-01-01", "2024-02-01"], "value": ["1.5", "2"]})
+    schema = Schema([ColSpec("datetime", "date"), ColSpec("double", "value")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted = _fit_signature(frame, schema, tmp_path / "history.csv")
+    assert fitted["value"].tolist() == [1.5, 2.0]
+    assert str(fitted["date"].dtype).startswith("datetime64")
