@@ -1020,7 +1020,8 @@ def _fit_signature(frame, schema, path: Path):
             continue
         try:
             frame[spec.name] = cast_df_types_according_to_schema(
-                frame[[spec.name]].copy(), Schema([spec])  # a copy: MLflow assigns into it
+                frame[[spec.name]].copy(),
+                Schema([spec]),  # a copy: MLflow assigns into it
             )[spec.name]
         except MlflowException:
             values = frame[spec.name]
