@@ -703,7 +703,8 @@ def _short_series(
     return "drop", (
         f"{len(short)} of {len(lengths)} series {'is' if len(short) == 1 else 'are'} shorter "
         f"than the {needed} steps the "
-        f"{frequency} windows below need, and are left out: {shown}{more}; "
+        f"{frequency} windows below need, and {'is' if len(short) == 1 else 'are'} left out: "
+        f"{shown}{more}; "
         "short_series: error in params.yaml fits the windows to the shortest series instead"
     )
 
