@@ -298,43 +298,45 @@ def _without_short_histories(
     frame: pd.DataFrame, spec: DatasetConfig, windows: WindowConfig, path: Path
 ) -> pd.DataFrame:
     """Returns a history without the series the model's short_series: drop leaves out: those
-    with fewer values than its windows need (as its training left them out: a statistical
-    model has none of theirs), and those whose last encoder steps are not all observed;
-    naming them in the log. As it was when its times or columns cannot be read (the model's
-    own check says why) or when every series would go."""
-    from trainyard.tasks.forecast.validate import read_times, series_labels, steps_needed
+    prepare's check (validate_table) leaves out for its windows, as its training did (a
+    statistical model has none of theirs), and those whose last encoder steps are not all
+    observed; naming them in the log. As it was when that check refuses the table, or when
+    every series would go: the model's own check then says why."""
+    from trainyard.errors import DataError
+    from trainyard.tasks.forecast.validate import series_labels, steps_needed, validate_table
 
-    if any(name not in frame.columns for name in [spec.target, *spec.series_columns]):
+    try:
+        typed, short = validate_table(frame, spec, windows, str(path))
+    except DataError:
         return frame
-    times, problems = read_times(frame, spec)
-    if problems:
-        return frame
-    labels = series_labels(frame, spec.series_columns)
-    observed = pd.to_numeric(frame[spec.target], errors="coerce").notna().to_numpy()
+    labels = series_labels(typed, spec.series_columns)
+    observed = typed[spec.target].notna().to_numpy()
     offset = pd.tseries.frequencies.to_offset(spec.frequency)
-    needed = steps_needed(windows, spec.season_length)[0]
     encoder = windows.encoder_length
-    short = sorted(set(labels[~observed]) - set(labels[observed]))  # no value at all
-    for label, stamps in times[observed].groupby(labels[observed].to_numpy()):
-        stamps = stamps.sort_values()
-        if (
-            len(stamps) < needed
-            or stamps.iloc[-encoder] + (encoder - 1) * offset != stamps.iloc[-1]
-        ):
-            short.append(label)
-    if not short or len(short) == labels.nunique():
+    gappy = [
+        label
+        for label, stamps in typed[spec.time_column][observed].groupby(labels[observed].to_numpy())
+        # at least `encoder` values: validate_table kept the series
+        if stamps.sort_values().iloc[-encoder] + (encoder - 1) * offset != stamps.max()
+    ]
+    if len(gappy) == labels.nunique():
+        return frame
+    short = sorted(short + gappy)
+    if not short:
         return frame
     log.warning(
         "%s: left out %d series with fewer than the %d values the model's windows need, or "
         "gaps in their last %d steps (its dataset.short_series is drop): %s",
         path,
         len(short),
-        needed,
+        steps_needed(windows, spec.season_length)[0],
         encoder,
         ", ".join(map(str, short[:10]))
         + (f" and {len(short) - 10} more" if len(short) > 10 else ""),
     )
-    return frame[~labels.isin(short).to_numpy()].reset_index(drop=True).copy()
+    return frame[~series_labels(frame, spec.series_columns).isin(short).to_numpy()].reset_index(
+        drop=True
+    )
 
 
 EXAMPLE_STEPS = 24  # the shortest input example (statsforecast's AutoETS needs 12 or more)
