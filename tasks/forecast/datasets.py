@@ -173,12 +173,9 @@ def to_long(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFra
     frame = frame.rename(columns=str)
     _no_clash(spec, source)
     if spec.layout == DATES_AS_COLUMNS:
-        long, labels = _dates_as_columns(frame, spec, source)
+        long, empty = _dates_as_columns(frame, spec, source)
     else:
-        long, labels = _series_as_columns(frame, spec, source)
-    # Series with no value at all (left out under short_series: drop) have no row in `long`.
-    melted = set(series_labels(long, spec.series_columns))
-    empty = [label for label in labels if label not in melted]
+        long, empty = _series_as_columns(frame, spec, source)
     if empty:
         log.warning(
             "%s: left out %d series with no value (dataset.short_series: drop): %s",
@@ -193,7 +190,7 @@ def to_long(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFra
 def _dates_as_columns(
     frame: pd.DataFrame, spec: DatasetConfig, source: str
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Returns the long table of a row per series, and the series' labels in row order."""
+    """Returns the long table of a row per series, and the series with no value it left out."""
     times = header_times(list(frame.columns), source)
     layout = f"forecast.dataset.layout is {DATES_AS_COLUMNS}"
     if len(times) < 2:
@@ -233,13 +230,14 @@ def _dates_as_columns(
     long = frame[spec.series_columns].iloc[series].reset_index(drop=True)
     long[spec.time_column] = stamps[steps]
     long[spec.target] = cells[series, steps]
-    return long, labels.tolist()
+    return long, _without_rows(labels.tolist(), keep)
 
 
 def _series_as_columns(
     frame: pd.DataFrame, spec: DatasetConfig, source: str
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Returns the long table of a column per series, and the series' labels (the headers)."""
+    """Returns the long table of a column per series, and the series with no value it left
+    out."""
     layout = f"forecast.dataset.layout is {SERIES_AS_COLUMNS}"
     if spec.time_column not in frame.columns:
         raise DatasetError(
@@ -267,7 +265,13 @@ def _series_as_columns(
     long = pd.DataFrame({spec.time_column: times.to_numpy()[steps]})
     long[spec.series_columns[0]] = np.asarray(columns, dtype=object)[series]
     long[spec.target] = cells[series, steps]
-    return long, columns
+    return long, _without_rows(columns, keep)
+
+
+def _without_rows(labels: list[str], keep: np.ndarray) -> list[str]:
+    """Returns the series of `labels` (one per row of `keep`, _spans) with no cell kept: those
+    with no value, which short_series: drop leaves out of the long table."""
+    return [labels[i] for i in np.flatnonzero(~keep.any(axis=1))]
 
 
 def _no_clash(spec: DatasetConfig, source: str) -> None:
