@@ -70,7 +70,7 @@ def read_csv_text(text: str, source: str = "CSV") -> pd.DataFrame:
     start with 0 (SKU 007) is text. Lines above the header that hold
     another number of cells than the table's rows (a download's title and dates, as World Bank
     files have) are skipped, and logged with `source`."""
-    lines = text.splitlines()
+    lines = _first_lines(text, 2 * SNIFFED_LINES)
     header, separator = _header_line(lines)
     if header:
         log.warning(
@@ -108,6 +108,19 @@ def read_csv_text(text: str, source: str = "CSV") -> pd.DataFrame:
         if frame[name].dtype == object:
             frame[name] = _locale_numbers(frame[name], separator)
     return frame
+
+
+def _first_lines(text: str, count: int) -> list[str]:
+    """Returns the first `count` lines of `text`, without splitting (or copying) the rest:
+    the header is among the first SNIFFED_LINES, and the zero-padded sample the SNIFFED_LINES
+    from it."""
+    end = 0
+    for _ in range(count):
+        end = text.find("\n", end) + 1
+        if end == 0:
+            end = len(text)
+            break
+    return text[:end].splitlines()
 
 
 def _header_line(lines: list[str]) -> tuple[int, str]:
