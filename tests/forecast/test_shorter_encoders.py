@@ -206,6 +206,41 @@ def test_a_served_mixture_reads_only_the_steps_its_networks_read(
             model.predict(history.groupby("store").tail(8))
 
 
+def _stopped(
+    family, error: type[Exception], match: str, config: Params, prepared_path: Path, root: Path
+) -> Path:
+    """Returns the resume folder of a training of `family` that raised `error` part way."""
+    resume = root / "resume"
+    with pytest.raises(error, match=match):
+        train_model(family, "lstm", prepared_path, config, root / "a", resume_dir=resume)
+    return resume
+
+
+def _resumed_and_straight(
+    resume: Path, config: Params, prepared_path: Path, root: Path, caplog
+) -> tuple:
+    """Returns the training started again on `resume` (which must keep what the stopped run
+    fitted and refitted, not train it again) and one never stopped; their refits took as many
+    steps."""
+    with caplog.at_level("INFO", logger="trainyard.tasks.training"):
+        resumed = train_model(
+            FORECAST, "lstm", prepared_path, config, root / "a", resume_dir=resume
+        )
+    assert "kept what a stopped run fitted and refitted" in caplog.text  # not trained again
+    straight = train_model(FORECAST, "lstm", prepared_path, config, root / "b")
+    assert resumed.hparams["refit_steps"] == straight.hparams["refit_steps"]
+    return resumed, straight
+
+
+def _assert_same_weights(resumed, straight, member: str = "") -> None:
+    ours, theirs = (
+        torch.load(Path(r.model_dir) / member / CHECKPOINT, weights_only=True)["state_dict"]
+        for r in (resumed, straight)
+    )
+    for name, tensor in ours.items():
+        assert torch.equal(tensor, theirs[name]), (member, name)
+
+
 def test_a_run_stopped_during_the_second_network_keeps_the_first_as_it_was(
     tmp_path: Path, prepared_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -222,29 +257,16 @@ def test_a_run_stopped_during_the_second_network_keeps_the_first_as_it_was(
     config = mixing(
         models=["lstm"], min_steps=0, max_epochs=2, patience=1, stop_on="train", refit=True
     )
-    resume = tmp_path / "resume"
-    with pytest.raises(ValueError, match="Invalid learning rate"):
-        train_model(
-            StopsAtTheSecond(), "lstm", prepared_path, config, tmp_path / "a", resume_dir=resume
-        )
+    resume = _stopped(
+        StopsAtTheSecond(), ValueError, "Invalid learning rate", config, prepared_path, tmp_path
+    )
     assert (resume / "variant-0" / "finished.json").exists()
 
-    with caplog.at_level("INFO", logger="trainyard.tasks.training"):
-        resumed = train_model(
-            FORECAST, "lstm", prepared_path, config, tmp_path / "a", resume_dir=resume
-        )
-    assert "kept what a stopped run fitted and refitted" in caplog.text  # not trained again
-    straight = train_model(FORECAST, "lstm", prepared_path, config, tmp_path / "b")
+    resumed, straight = _resumed_and_straight(resume, config, prepared_path, tmp_path, caplog)
 
-    assert resumed.hparams["refit_steps"] == straight.hparams["refit_steps"]
     assert resumed.history == straight.history
     for member in ("variants/0", "variants/1"):
-        ours, theirs = (
-            torch.load(Path(r.model_dir) / member / CHECKPOINT, weights_only=True)["state_dict"]
-            for r in (resumed, straight)
-        )
-        for name, tensor in ours.items():
-            assert torch.equal(tensor, theirs[name]), (member, name)
+        _assert_same_weights(resumed, straight, member)
 
 
 def test_a_run_stopped_after_the_refit_keeps_the_refitted_model(
@@ -262,25 +284,13 @@ def test_a_run_stopped_after_the_refit_keeps_the_refitted_model(
     config = params(
         models=["lstm"], min_steps=0, max_epochs=2, patience=1, stop_on="train", refit=True
     )
-    resume = tmp_path / "resume"
-    with pytest.raises(RuntimeError, match="stopped before"):
-        train_model(
-            StopsAfterTheRefit(), "lstm", prepared_path, config, tmp_path / "a", resume_dir=resume
-        )
-    with caplog.at_level("INFO", logger="trainyard.tasks.training"):
-        resumed = train_model(
-            FORECAST, "lstm", prepared_path, config, tmp_path / "a", resume_dir=resume
-        )
-    assert "kept what a stopped run fitted and refitted" in caplog.text  # not trained again
-    straight = train_model(FORECAST, "lstm", prepared_path, config, tmp_path / "b")
-
-    assert resumed.hparams["refit_steps"] == straight.hparams["refit_steps"]
-    ours, theirs = (
-        torch.load(Path(r.model_dir) / CHECKPOINT, weights_only=True)["state_dict"]
-        for r in (resumed, straight)
+    resume = _stopped(
+        StopsAfterTheRefit(), RuntimeError, "stopped before", config, prepared_path, tmp_path
     )
-    for name, tensor in ours.items():
-        assert torch.equal(tensor, theirs[name]), name
+
+    resumed, straight = _resumed_and_straight(resume, config, prepared_path, tmp_path, caplog)
+
+    _assert_same_weights(resumed, straight)
 
 
 def test_a_holder_of_a_shorter_encoder_is_rescored_on_longer_windows(
