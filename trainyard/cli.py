@@ -98,7 +98,8 @@ TimeColumnOption = Annotated[
     typer.Option(
         "--time-column",
         help="Forecasting table (--dataset FILE or init): the column of times. Default: "
-        "inferred, the only column of dates.",
+        "inferred, the only column of dates or period codes (1959 Q1, 1959M01), else of years "
+        "(with a quarter or month column beside them: forecast.dataset.period_column).",
         show_default=False,
     ),
 ]

@@ -43,7 +43,10 @@ class DatasetConfig(Section):
     # How the file holds its series (LAYOUTS). A wide one (dates_as_columns, series_as_columns)
     # is melted as it is read into a long table whose columns the keys below name.
     layout: Text = "long"
-    time_column: Text = "date"  # column holding timestamps
+    time_column: Text = "date"  # column holding timestamps (or years, with period_column)
+    # A column of quarters (1-4, Q1-Q4) or months (1-12, M01, Jan) completing time_column's
+    # years (a table with year and quarter columns); "": the time column alone holds the times.
+    period_column: Text = ""
     target: Text = "co2"  # column to forecast
     series_columns: TextList = Field(default_factory=list)  # columns identifying a series
     known_covariates: TextList = Field(default_factory=list)  # known in advance (calendar, price)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from trainyard.errors import DataError
 from trainyard.tasks.forecast.config import LAYOUTS, DatasetConfig
+from trainyard.tasks.forecast.periods import period_codes
 from trainyard.tasks.forecast.validate import (
     DataValidationError,
     day_first,
@@ -130,7 +131,8 @@ def builtin_overrides(name: str) -> dict[str, object]:
 
 def header_times(columns: list[str], source: str) -> dict[str, pd.Timestamp]:
     """Returns the column headers that read as dates/times, with their times: text with digits
-    that pandas parses (2024-01-31, 2024-01, 31/01/2024 10:00) or a year alone (1960)."""
+    that pandas parses (2024-01-31, 2024-01, 31/01/2024 10:00), a period code (2024 Q1,
+    2024M01: periods.period_codes) or a year alone (1960)."""
     texts = pd.Series([str(name).strip() for name in columns], dtype=object)
     dayfirst, problem = day_first(texts, "(the headers)", pd.Series("", index=texts.index))
     if problem is not None:
@@ -143,6 +145,10 @@ def header_times(columns: list[str], source: str) -> dict[str, pd.Timestamp]:
             continue
         if not re.search(r"\d", text) or _is_number(text):
             continue  # no digits, or a number alone: not a date
+        code = period_codes(pd.Series([text], dtype=object))
+        if code is not None:  # 2020 Q1, 2020M01, 2020-W05
+            times[name] = code[0].iloc[0]
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pandas guessing a day-first format
@@ -244,10 +250,15 @@ def _series_as_columns(
             f"{source}: {layout}, but there is no column {spec.time_column!r} (time_column); "
             f"the columns are {_names(list(frame.columns))}"
         )
-    columns = [name for name in frame.columns if name != spec.time_column]
+    columns = [name for name in frame.columns if name not in (spec.time_column, spec.period_column)]
     if not columns:
         raise DatasetError(f"{source}: {layout}, but no column besides the time holds a series")
-    single = DatasetConfig(time_column=spec.time_column, series_columns=[])
+    single = DatasetConfig(
+        time_column=spec.time_column,
+        period_column=spec.period_column,
+        frequency=spec.frequency,
+        series_columns=[],
+    )
     times, problems = read_times(frame, single)
     if problems:
         raise DataValidationError(source, problems)

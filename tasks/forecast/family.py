@@ -242,6 +242,10 @@ class ForecastFamily(Family):
         melted = spec.time_column if spec.layout == DATES_AS_COLUMNS else spec.target
         if spec.layout != LONG and melted not in columns:
             frame = to_long(frame, spec, str(path))
+        elif spec.period_column in columns:
+            frame = _dated(frame, spec, path)
+        if set(spec.columns) <= {str(name) for name in frame.columns}:
+            frame = frame[spec.columns]  # other columns of the file are not the model's
         if spec.short_series == "drop":
             windows = WindowConfig.model_validate(model_params.get("windows") or {})
             frame = _without_short_histories(frame, spec, windows, path)
@@ -292,6 +296,17 @@ class ForecastFamily(Family):
             model_config["kind"], artifacts["model_dir"], replace(holdout, index=index), theirs
         )
         return score(holdout.actual, forecast, holdout.scale)[params.evaluate.metric]
+
+
+def _dated(frame: pd.DataFrame, spec: DatasetConfig, path: Path) -> pd.DataFrame:
+    """Returns a history of years and quarters or months (dataset.period_column) with its
+    times as dates, as the model reads them (and as training read its file)."""
+    from trainyard.tasks.forecast.validate import DataValidationError, read_times
+
+    times, problems = read_times(frame, spec)
+    if problems:
+        raise DataValidationError(str(path), problems)
+    return frame.drop(columns=[spec.period_column]).assign(**{spec.time_column: times})
 
 
 def _without_short_histories(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ import pandas as pd
 
 from trainyard.config import section_from_dict
 from trainyard.errors import ConfigError, DataError
+from trainyard.tasks.forecast import periods
 from trainyard.tasks.forecast.config import LAYOUTS, DatasetConfig, WindowConfig
 from trainyard.tasks.forecast.datasets import (
     BUILTIN_DATASETS,
@@ -81,6 +83,7 @@ FLAGS = {
 DATASET_KEYS = (
     "layout",
     "time_column",
+    "period_column",
     "target",
     "series_columns",
     "known_covariates",
@@ -105,6 +108,7 @@ class Pins:
 
     layout: str | None = None  # LAYOUTS
     time_column: str | None = None
+    period_column: str | None = None  # "" when the time column alone holds the times
     target: str | None = None
     series_columns: list[str] | None = None
     known_covariates: list[str] | None = None
@@ -232,12 +236,18 @@ def infer_keys(frame: pd.DataFrame, source: str, pins: Pins) -> Inference:
     frame = frame.rename(columns=str)
     layout, how = _layout_of(frame, source, pins)
     empty: list[str] = []
+    period = ("", "")
     if layout != LONG:
-        frame, pins = _melted(frame, source, layout, pins)
+        frame, pins, period = _melted(frame, source, layout, pins)
         empty = list(frame.attrs.get(EMPTY_SERIES, []))
     inference = _long_keys(frame, source, pins, empty)
     inference.dataset = {"layout": layout, **inference.dataset}
     inference.choices.insert(0, Choice("layout", layout, how, pins.layout is not None))
+    if layout == SERIES_AS_COLUMNS and (period[0] or pins.period_column is not None):
+        # the melt read the years' quarters or months: the long table's times are dates
+        inference.dataset["period_column"] = period[0]
+        pinned = pins.period_column is not None
+        inference.choices.insert(2, Choice("period_column", period[0], period[1], pinned))
     return inference
 
 
@@ -252,7 +262,11 @@ def _long_keys(frame: pd.DataFrame, source: str, pins: Pins, empty: list[str]) -
 
     time_column, how = _time_column(frame, source, pins, covariates)
     choices.append(Choice("time_column", time_column, how, pins.time_column is not None))
-    times = _read_times(frame, time_column, source)
+    period, how = _period_column(frame, time_column, source, pins, covariates)
+    if period or pins.period_column is not None:
+        choices.append(Choice("period_column", period, how, pins.period_column is not None))
+    times = _read_times(frame, time_column, source, period)
+    covariates = [*covariates, *([period] if period else [])]  # taken
 
     series, how = _series_columns(frame, times, time_column, source, pins, covariates)
     choices.append(Choice("series_columns", series, how, pins.series_columns is not None))
@@ -298,6 +312,7 @@ def _long_keys(frame: pd.DataFrame, source: str, pins: Pins, empty: list[str]) -
     choices += window_choices
     dataset = {
         "time_column": time_column,
+        **({"period_column": period} if period else {}),
         "target": target,
         "series_columns": series,
         "known_covariates": list(pins.known_covariates or []),
@@ -348,15 +363,19 @@ def _layout_of(frame: pd.DataFrame, source: str, pins: Pins) -> tuple[str, str]:
     return LONG, "a row per series and time"
 
 
-def _melted(frame: pd.DataFrame, source: str, layout: str, pins: Pins) -> tuple[pd.DataFrame, Pins]:
-    """Returns wide `frame` melted to long, and the pins naming its columns: the time and
-    target columns it gets (date and value unless pinned) and its series columns."""
+def _melted(
+    frame: pd.DataFrame, source: str, layout: str, pins: Pins
+) -> tuple[pd.DataFrame, Pins, tuple[str, str]]:
+    """Returns wide `frame` melted to long, the pins naming its columns: the time and target
+    columns it gets (date and value unless pinned) and its series columns; and the column of
+    quarters or months completing a time column of years (series_as_columns), and why."""
     if pins.known_covariates or pins.unknown_covariates:
         raise ConfigError(
             f"{source}: covariates need a long table (a column each); a {layout} table holds "
             "only the series' values"
         )
     why = f"the {layout} layout"
+    period = ("", "")
     if layout == DATES_AS_COLUMNS:
         dates = header_times(list(frame.columns), source)
         ids = [name for name in frame.columns if name not in dates]
@@ -371,6 +390,7 @@ def _melted(frame: pd.DataFrame, source: str, layout: str, pins: Pins) -> tuple[
     else:
         time_column, named = _time_column(frame, source, pins, [])
         named = f"{why}: {named}"
+        period = _period_column(frame, time_column, source, pins, [])
         if pins.series_columns is not None and len(pins.series_columns) != 1:
             raise ConfigError(
                 f"{source}: with {SERIES_AS_COLUMNS} the series' headers go to one column; "
@@ -380,12 +400,15 @@ def _melted(frame: pd.DataFrame, source: str, layout: str, pins: Pins) -> tuple[
         how = (
             f"set by {pins.origin('series_columns')}"
             if pins.series_columns is not None
-            else f"{why}: the column headers besides {time_column!r} name the series"
+            else f"{why}: the column headers besides {time_column!r}"
+            + (f" and {period[0]!r}" if period[0] else "")
+            + " name the series"
         )
         target = pins.target or _free("value", [time_column, *series])
     spec = DatasetConfig(
         layout=layout,
         time_column=time_column,
+        period_column=period[0],
         target=target,
         series_columns=series,
         missing_target="gap",  # prepare checks empty cells with the user's missing_target
@@ -400,9 +423,14 @@ def _melted(frame: pd.DataFrame, source: str, layout: str, pins: Pins) -> tuple[
         "series_columns": how.removeprefix("set by "),
     }
     melted = replace(
-        pins, time_column=time_column, target=target, series_columns=series, origins=origins
+        pins,
+        time_column=time_column,
+        period_column=None,  # the long table's times are dates
+        target=target,
+        series_columns=series,
+        origins=origins,
     )
-    return long, melted
+    return long, melted, period
 
 
 def _free(name: str, taken: list[str]) -> str:
@@ -473,6 +501,8 @@ def _holds_dates(values: pd.Series) -> bool:
     text = sample.astype(str)
     if not text.str.contains(r"\d").all() or pd.to_numeric(text, errors="coerce").notna().all():
         return False
+    if periods.period_codes(sample) is not None:
+        return True  # 1959 Q1, 1959M01, 2020-W05
     try:
         parsed = pd.to_datetime(sample, errors="coerce", format="mixed", utc=True)
     except (TypeError, ValueError, OverflowError):
@@ -545,9 +575,10 @@ def _named_times(values: pd.Series) -> bool:
     return read is not None and (read[1] == "years") == ("year" in name)
 
 
-def _read_times(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
-    """Returns the time column parsed as the prepare step parses it (naive datetimes)."""
-    times, problems = read_times(frame, DatasetConfig(time_column=column))
+def _read_times(frame: pd.DataFrame, column: str, source: str, period: str = "") -> pd.Series:
+    """Returns the time column (with `period`'s quarters or months: dataset.period_column)
+    parsed as the prepare step parses it (naive datetimes)."""
+    times, problems = read_times(frame, DatasetConfig(time_column=column, period_column=period))
     if problems:
         raise DataValidationError(source, problems)
     if times.isna().any():
@@ -557,6 +588,55 @@ def _read_times(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
             "row needs its time; fill those cells or drop those rows"
         )
     return times
+
+
+# Headers that announce a column of quarters or months (the part of the year a row is).
+PERIOD_NAME = re.compile(r"quarter|qtr|month|^(q|m|mo|mon|mth|period|per)$")
+
+
+def _period_column(
+    frame: pd.DataFrame, time_column: str, source: str, pins: Pins, taken: list[str]
+) -> tuple[str, str]:
+    """Returns the column of quarters or months that completes a time column of years (none
+    for any other time column): the one column named like quarter or month whose every value
+    names one (periods.period_parts)."""
+    if pins.period_column is not None:
+        if pins.period_column:
+            _require_column(frame, pins.period_column, "period_column", pins, source)
+        return pins.period_column, f"set by {pins.origin('period_column')}"
+    values = frame[time_column]
+    read = number_times(values) if _holds_numbers(values) else None
+    if read is None or read[1] != "years" or not values.duplicated().any():
+        return "", ""  # no years, or each year once: a yearly series
+    candidates = []
+    for name in frame.columns:
+        if name in (time_column, pins.target, *taken) or not PERIOD_NAME.search(
+            str(name).strip().lower()
+        ):
+            continue
+        hint = next(
+            (kind for kind in periods.PER_YEAR if kind in str(name).lower()),
+            periods.QUARTER if str(name).strip().lower() in ("q", "qtr") else None,
+        )
+        parts, kind = periods.period_parts(frame[name], hint)
+        present = frame[name].notna().to_numpy()
+        if (
+            kind in periods.PER_YEAR
+            and not np.isnan(parts[present]).any()
+            and (frame[name].nunique() > 1)
+        ):
+            candidates.append(name)
+    if len(candidates) > 1:
+        raise ConfigError(
+            f"{source}: column {time_column!r} holds years, and several columns could hold "
+            f"their quarters or months: {_names(candidates)}; name one with "
+            f"{_pin_hint('period_column')}"
+        )
+    if not candidates:
+        return "", ""
+    return candidates[0], (
+        f"{time_column!r} holds years; the only column named like quarters or months beside it"
+    )
 
 
 def _is_unique(frame: pd.DataFrame, times: pd.Series, columns: list[str]) -> bool:
@@ -1096,6 +1176,8 @@ def write_params(path: Path, name: str, inference: Inference) -> None:
             section = forecast[key] = CommentedMap()
         for item, value in values.items():
             section[item] = _flow(value) if isinstance(value, list) else value
+    if "period_column" not in inference.dataset and forecast["dataset"].get("period_column"):
+        forecast["dataset"]["period_column"] = ""  # an earlier table's
     text = io.StringIO()
     yaml.dump(data, text)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")

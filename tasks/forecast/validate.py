@@ -13,6 +13,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from trainyard.errors import DataError
+from trainyard.tasks.forecast import periods
 from trainyard.tasks.forecast.config import DatasetConfig, WindowConfig
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def _is_trainable(values: pd.Series) -> pd.Series:
     return pd.Series(~huge, index=values.index)
 
 
-def _schema(spec: DatasetConfig) -> pa.DataFrameSchema:
+def _schema(spec: DatasetConfig, columns_read: list[str]) -> pa.DataFrameSchema:
     numeric = [
         pa.Check(_is_number, error="not a number"),
         pa.Check(_is_finite, error="infinite value"),
@@ -177,7 +178,8 @@ def _schema(spec: DatasetConfig) -> pa.DataFrameSchema:
         columns[name] = pa.Column(nullable=False)
     for name in spec.known_covariates + spec.unknown_covariates:
         columns[name] = pa.Column(nullable=True, checks=numeric)
-    return pa.DataFrameSchema(columns, unique=[*spec.series_columns, spec.time_column])
+    period = [spec.period_column] if spec.period_column in columns_read else []
+    return pa.DataFrameSchema(columns, unique=[*spec.series_columns, spec.time_column, *period])
 
 
 FIXES = {
@@ -429,6 +431,11 @@ def read_times(frame: pd.DataFrame, spec: DatasetConfig) -> tuple[pd.Series, lis
     values = frame[column]
     labels = series_labels(frame, spec.series_columns)
     unset = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+    if spec.period_column and _holds_numbers(values):
+        return _year_and_period(frame, spec, labels, unset)
+    codes = periods.period_codes(values)
+    if codes is not None:
+        return _on_frequency_grid(codes[0], spec), []
     if _holds_numbers(values):
         present = values.notna().to_numpy()
         if not present.any():
@@ -451,6 +458,80 @@ def read_times(frame: pd.DataFrame, spec: DatasetConfig) -> tuple[pd.Series, lis
         problems = _daylight_saving_problems(times, spec, labels)
         return (unset if problems else times.dt.tz_localize(None)), problems
     return times, []
+
+
+def _on_frequency_grid(times: pd.Series, spec: DatasetConfig) -> pd.Series:
+    """Returns period starts on the frequency's day of their period (periods.on_grid)."""
+    try:
+        offset = pd.tseries.frequencies.to_offset(spec.frequency)
+    except ValueError:
+        return times  # the grid check reports the unknown frequency
+    return periods.on_grid(times, offset)
+
+
+def _year_and_period(
+    frame: pd.DataFrame, spec: DatasetConfig, labels: pd.Series, unset: pd.Series
+) -> tuple[pd.Series, list[Problem]]:
+    """Returns the times of a column of years and dataset.period_column's quarters or months
+    (periods.period_parts), or their problems."""
+    column, period = spec.time_column, spec.period_column
+    if period not in frame.columns:
+        return unset, [
+            Problem(
+                period,
+                "column is missing (dataset.period_column): the years in column "
+                f"{column!r} do not say which quarter or month a row is",
+                f"add the column, or write the times as dates in column {column!r}",
+            )
+        ]
+    years = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    problems = []
+    not_years = frame[column].notna().to_numpy() & ~(
+        (years >= 1000) & (years <= 2999) & (years == np.round(years))
+    )
+    if not_years.any():
+        rows = np.flatnonzero(not_years)
+        problems.append(
+            Problem(
+                column,
+                f"values that are not years (such as {_cell(frame[column].iloc[rows[0]])}); with "
+                f"dataset.period_column {period!r} this column holds the year",
+                "write whole years from 1000 to 2999, or leave dataset.period_column empty",
+                rows=[int(r) + 1 for r in rows],
+                series=sorted(labels.iloc[rows].unique().tolist()),
+            )
+        )
+    try:
+        kind = periods.kind_of(pd.tseries.frequencies.to_offset(spec.frequency))
+    except ValueError:
+        kind = None
+    parts, shown = periods.period_parts(frame[period], kind)
+    unread = frame[period].notna().to_numpy() & np.isnan(parts)
+    if unread.any() or shown not in periods.PER_YEAR:
+        rows = np.flatnonzero(unread)
+        problems.append(
+            Problem(
+                period,
+                "values that name no quarter or month"
+                + (f" (such as {_cell(frame[period].iloc[rows[0]])})" if len(rows) else ""),
+                "write quarters as 1-4 or Q1-Q4, months as 1-12, M01-M12 or Jan-Dec",
+                rows=[int(r) + 1 for r in rows],
+                series=sorted(labels.iloc[rows].unique().tolist()),
+            )
+        )
+    if problems:
+        return unset, problems
+    present = ~np.isnan(years) & ~np.isnan(parts)  # the schema reports empty cells
+    times = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    times[present] = periods.starts(years[present], parts[present], shown)
+    return _on_frequency_grid(times, spec), []
+
+
+def _cell(value: object) -> str:
+    """Returns a cell's value as a message quotes it: 7 for 7.0, '7a' for text."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value) if isinstance(value, int | float | np.number) else repr(str(value))
 
 
 # A date with the year last: 01/02/2015, 1.2.15, 01-02-2015 10:00 (day and month in either order).
@@ -662,10 +743,15 @@ def validate_table(
                 for name in missing
             ],
         )
+    period = spec.period_column
+    if period and not _holds_numbers(frame[spec.time_column]):
+        spec = spec.model_copy(update={"period_column": ""})  # dates need no quarter or month
+    elif period in frame.columns:
+        required = [*required, period]  # read with the years, then left out
     frame = frame[required].reset_index(drop=True)
     times, problems = read_times(frame, spec)
     try:
-        _schema(spec).validate(frame, lazy=True)
+        _schema(spec, required).validate(frame, lazy=True)
     except SchemaErrors as error:
         problems += _schema_problems(frame, spec, error)
     if problems:
@@ -674,7 +760,7 @@ def validate_table(
     problems += _empty_covariate_problems(frame, spec)
     if problems:
         raise DataValidationError(source, problems)
-    typed = frame.copy()
+    typed = frame[spec.columns].copy()
     typed[spec.time_column] = times
     for name in [spec.target, *spec.known_covariates, *spec.unknown_covariates]:
         typed[name] = pd.to_numeric(typed[name]).astype("float64")
