@@ -86,10 +86,12 @@ LayoutOption = Annotated[
     typer.Option(
         "--layout",
         help="Forecasting table (--dataset FILE or init): long (a row per series and time), "
-        "dates_as_columns (a row per series, a column per date) or series_as_columns (a column "
-        "per series beside the time column); a wide table is melted to long as it is read. "
-        "Default: inferred, dates_as_columns when no column holds times and the headers are "
-        "dates, else long.",
+        "dates_as_columns (a row per series, a column per date), series_as_columns (a column "
+        "per series beside the time column) or periods_as_columns (a row per year, a column "
+        "per month or quarter); a wide table is melted to long as it is read. Default: "
+        "inferred, periods_as_columns when a column holds years and the headers are months "
+        "(Jan-Dec) or quarters (Q1-Q4), dates_as_columns when no column holds times and the "
+        "headers are dates, else long.",
         show_default=False,
     ),
 ]

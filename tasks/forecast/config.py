@@ -32,8 +32,8 @@ TARGET_TRANSFORMS = ("none", "log", "boxcox")  # train.target_transform: the neu
 ANCHORS = ("last", "season")  # train.anchor: what LSTM/TCN forecast an offset from
 STOP_ON = ("validation", "train")  # train.stop_on: the windows the neural models stop early on
 # dataset.layout: a row per series and time; a row per series and a column per date; a row per
-# time and a column per series.
-LAYOUTS = ("long", "dates_as_columns", "series_as_columns")
+# time and a column per series; a row per year (and series) and a column per month or quarter.
+LAYOUTS = ("long", "dates_as_columns", "series_as_columns", "periods_as_columns")
 
 
 class DatasetConfig(Section):

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from trainyard.errors import DataError
+from trainyard.tasks.forecast import periods
 from trainyard.tasks.forecast.config import LAYOUTS, DatasetConfig
-from trainyard.tasks.forecast.periods import period_codes
 from trainyard.tasks.forecast.validate import (
     DataValidationError,
     day_first,
@@ -23,7 +23,7 @@ from trainyard.tasks.forecast.validate import (
 )
 from trainyard.tasks.prepared import decode_utf8, read_csv_text
 
-LONG, DATES_AS_COLUMNS, SERIES_AS_COLUMNS = LAYOUTS  # forecast.dataset.layout
+LONG, DATES_AS_COLUMNS, SERIES_AS_COLUMNS, PERIODS_AS_COLUMNS = LAYOUTS  # dataset.layout
 log = logging.getLogger(__name__)
 
 SHOWN_CELLS = 5  # offending cells quoted per problem
@@ -145,7 +145,7 @@ def header_times(columns: list[str], source: str) -> dict[str, pd.Timestamp]:
             continue
         if not re.search(r"\d", text) or _is_number(text):
             continue  # no digits, or a number alone: not a date
-        code = period_codes(pd.Series([text], dtype=object))
+        code = periods.period_codes(pd.Series([text], dtype=object))
         if code is not None:  # 2020 Q1, 2020M01, 2020-W05
             times[name] = code[0].iloc[0]
             continue
@@ -180,6 +180,8 @@ def to_long(frame: pd.DataFrame, spec: DatasetConfig, source: str) -> pd.DataFra
     _no_clash(spec, source)
     if spec.layout == DATES_AS_COLUMNS:
         long, empty = _dates_as_columns(frame, spec, source)
+    elif spec.layout == PERIODS_AS_COLUMNS:
+        long, empty = _periods_as_columns(frame, spec, source)
     else:
         long, empty = _series_as_columns(frame, spec, source)
     if empty:
@@ -277,6 +279,100 @@ def _series_as_columns(
     long[spec.series_columns[0]] = np.asarray(columns, dtype=object)[series]
     long[spec.target] = cells[series, steps]
     return long, _without_rows(columns, keep)
+
+
+def period_headers(columns: list[str]) -> tuple[list[str], str | None]:
+    """Returns the column headers that name a month (Jan, JAN, January, M01) or a quarter (Q1),
+    in the year's order, and their kind; none when they are not all of one year's months or
+    quarters, each once (a table of years by months: NOAA's, BLS's; other headers such as
+    Annual may sit beside them)."""
+    for kind in periods.PER_YEAR:
+        found: dict[int, str] = {}
+        for name in columns:
+            parts, shown = periods.period_parts(pd.Series([str(name)]), None)
+            if shown == kind and not np.isnan(parts[0]) and not _is_number(str(name)):
+                if int(parts[0]) in found:
+                    return [], None
+                found[int(parts[0])] = name
+        if len(found) == periods.PER_YEAR[kind]:
+            return [found[part] for part in sorted(found)], kind
+    return [], None
+
+
+def _periods_as_columns(
+    frame: pd.DataFrame, spec: DatasetConfig, source: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Returns the long table of a row per year (per series) and a column per month or quarter:
+    a series runs through its rows in year order, from its first value to its last."""
+    layout = f"forecast.dataset.layout is {PERIODS_AS_COLUMNS}"
+    headers, kind = period_headers(list(frame.columns))
+    if kind is None:
+        raise DatasetError(
+            f"{source}: {layout}, but the column headers are not a year's months (Jan-Dec or "
+            f"M01-M12) or quarters (Q1-Q4), each once: {_names(list(frame.columns))}"
+        )
+    if spec.time_column not in frame.columns:
+        raise DatasetError(
+            f"{source}: {layout}, but there is no column {spec.time_column!r} (time_column, the "
+            f"years); the columns are {_names(list(frame.columns))}"
+        )
+    years = pd.to_numeric(frame[spec.time_column], errors="coerce").to_numpy(np.float64)
+    bad = np.flatnonzero(~((years >= 1000) & (years <= 2999) & (years == np.round(years))))
+    if len(bad):
+        raise DatasetError(
+            f"{source}: rows {', '.join(str(r + 1) for r in bad[:SHOWN_CELLS])} of column "
+            f"{spec.time_column!r} hold no year ({frame[spec.time_column].iloc[bad[0]]!r}); with "
+            f"{layout} each row is a year (1000-2999) of its series: fill or drop those rows"
+        )
+    labels = series_labels(frame, spec.series_columns)
+    repeated = np.flatnonzero(
+        pd.DataFrame({"s": labels, "y": years}).duplicated(keep=False).to_numpy()
+    )
+    if len(repeated):
+        raise DatasetError(
+            f"{source}: rows {', '.join(str(r + 1) for r in repeated[:SHOWN_CELLS])} repeat a "
+            f"year of one series; with {layout} each row is one year of its series: merge or "
+            "drop the repeats, or set forecast.dataset.series_columns to the columns that tell "
+            "the series apart"
+        )
+    cells = _numbers(frame[headers], source).to_numpy(dtype=np.float64)
+    codes, names = pd.factorize(labels)
+    order = np.lexsort((years, codes))  # each series' rows in year order, one after another
+    count = len(headers)
+    row = np.repeat(order, count)
+    column = np.tile(np.arange(count), len(order))
+    values = cells[order].reshape(-1)
+    series = codes[row]
+    present = ~np.isnan(values)
+    position = np.arange(len(values))
+    first = np.full(len(names), len(values))
+    last = np.full(len(names), -1)
+    np.minimum.at(first, series[present], position[present])
+    np.maximum.at(last, series[present], position[present])
+    empty = [str(names[i]) for i in np.flatnonzero(last < 0)]
+    if empty and spec.short_series != "drop":
+        raise DatasetError(
+            f"{source}: series {_names(empty)} hold no value; drop them, or set "
+            "forecast.dataset.short_series: drop to leave them out"
+        )
+    keep = (position >= first[series]) & (position <= last[series])
+    holes = np.flatnonzero(keep & ~present)
+    if len(holes) and spec.missing_target != "gap":
+        shown = "; ".join(
+            f"series {names[series[i]]!r}: row {row[i] + 1}, column {headers[column[i]]!r}"
+            for i in holes[:SHOWN_CELLS]
+        )
+        more = f" and {len(holes) - SHOWN_CELLS} more" if len(holes) > SHOWN_CELLS else ""
+        raise DatasetError(
+            f"{source}: {len(holes)} empty cell(s) between a series' first and last values: "
+            f"{shown}{more}. Fill them from the source, or set forecast.dataset.missing_target: "
+            "gap to treat them as missing steps (windows touching them are skipped)"
+        )
+    rows = row[keep]
+    long = frame[spec.series_columns].iloc[rows].reset_index(drop=True)
+    long[spec.time_column] = periods.starts(years[rows], column[keep] + 1, kind)
+    long[spec.target] = values[keep]
+    return long, empty
 
 
 def _without_rows(labels: list[str], keep: np.ndarray) -> list[str]:

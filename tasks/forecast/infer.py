@@ -46,8 +46,10 @@ from trainyard.tasks.forecast.datasets import (
     DATES_AS_COLUMNS,
     EMPTY_SERIES,
     LONG,
+    PERIODS_AS_COLUMNS,
     SERIES_AS_COLUMNS,
     header_times,
+    period_headers,
     read_table,
     to_long,
 )
@@ -351,6 +353,13 @@ def _layout_of(frame: pd.DataFrame, source: str, pins: Pins) -> tuple[str, str]:
                 f"of {', '.join(LAYOUTS)}"
             )
         return pins.layout, f"set by {pins.origin('layout')}"
+    months, kind = period_headers(list(frame.columns))
+    if kind is not None and any(
+        _named_times(frame[name]) for name in frame.columns if name not in months
+    ):
+        return PERIODS_AS_COLUMNS, (
+            f"a column of years and a column per {kind} ({months[0]}-{months[-1]}): a row per year"
+        )
     if pins.time_column is None:
         headers = header_times(list(frame.columns), source)
         if len(headers) >= 2 and not any(
@@ -387,6 +396,21 @@ def _melted(
         named = f"{why}: the name the header dates get"
         time_column = pins.time_column or _free("date", series)
         target = pins.target or _free("value", [*series, time_column])
+    elif layout == PERIODS_AS_COLUMNS:
+        months, _ = period_headers(list(frame.columns))
+        time_column, named = _time_column(frame, source, pins, months)
+        named = f"{why}: {named}"
+        others = [name for name in frame.columns if name not in (time_column, *months)]
+        texts = [name for name in others if not _holds_numbers(frame[name])]
+        series = list(pins.series_columns if pins.series_columns is not None else texts)
+        how = (
+            f"set by {pins.origin('series_columns')}"
+            if pins.series_columns is not None
+            else f"{why}: its text columns name the series"
+            if texts
+            else f"{why}: no text column: one series"
+        )
+        target = pins.target or _free("value", [time_column, *series])
     else:
         time_column, named = _time_column(frame, source, pins, [])
         named = f"{why}: {named}"

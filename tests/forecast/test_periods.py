@@ -236,3 +236,96 @@ def test_period_codes_as_headers_of_a_wide_table(tmp_path: Path) -> None:
     assert inference.dataset["frequency"] == "MS"
     table = prepared_with(tmp_path, inference)
     assert table["date"].min() == pd.Timestamp("2015-01-01") and len(table) == 144
+
+
+# --- a row per year, a column per month or quarter (layout periods_as_columns) ---------------
+
+
+def test_a_table_of_years_by_months_is_one_monthly_series(tmp_path: Path) -> None:
+    elnino = sm.datasets.elnino.load_pandas().data  # YEAR, JAN ... DEC, as it ships
+    inference = infer(tmp_path, elnino)
+    assert inference.dataset["layout"] == "periods_as_columns"
+    assert inference.dataset["time_column"] == "YEAR"
+    assert inference.dataset["series_columns"] == []
+    assert inference.dataset["frequency"] == "MS"
+    assert inference.dataset["season_length"] == 12
+    table = prepared_with(tmp_path, inference)
+    assert len(table) == 61 * 12
+    assert table["YEAR"].iloc[13] == pd.Timestamp("1951-02-01")
+    np.testing.assert_allclose(table["value"], elnino.drop(columns="YEAR").to_numpy().reshape(-1))
+
+
+def _bls_panel(quarters: bool = False) -> pd.DataFrame:
+    """Returns a BLS-style table: a series id, Year, a column per month (or quarter) and an
+    Annual column; the last year is only partly published (empty cells at its end)."""
+    headers = (
+        ["Q1", "Q2", "Q3", "Q4"]
+        if quarters
+        else list(pd.date_range("2000-01-01", periods=12, freq="MS").strftime("%b"))
+    )
+    rows = []
+    for i, series in enumerate(["CUUR0000SA0", "LNS14000000"]):
+        values = seasonal(12 * len(headers), len(headers), i)
+        for y in range(12):
+            cells = dict(
+                zip(headers, values[y * len(headers) : (y + 1) * len(headers)], strict=True)
+            )
+            rows.append({"Series ID": series, "Year": 2010 + y, **cells, "Annual": 1.0})
+    frame = pd.DataFrame(rows)
+    frame.loc[frame["Year"] == 2021, headers[-2:]] = np.nan  # not yet published
+    return frame.sample(frac=1.0, random_state=0)  # rows in any order
+
+
+@pytest.mark.parametrize("quarters", [False, True], ids=["months", "quarters"])
+def test_a_panel_of_years_by_periods_ends_at_each_series_last_value(
+    tmp_path: Path, quarters: bool
+) -> None:
+    inference = infer(tmp_path, _bls_panel(quarters))
+    assert inference.dataset["layout"] == "periods_as_columns"
+    assert inference.dataset["series_columns"] == ["Series ID"]
+    assert inference.dataset["frequency"] == ("QS-OCT" if quarters else "MS")
+    table = prepared_with(tmp_path, inference)
+    per_year = 4 if quarters else 12
+    assert table.groupby("series_id").size().tolist() == [12 * per_year - 2] * 2
+    last = pd.Timestamp("2021-04-01" if quarters else "2021-10-01")
+    assert table.groupby("series_id")["Year"].max().tolist() == [last, last]
+
+
+def test_years_by_periods_errors_name_the_row_and_column(tmp_path: Path) -> None:
+    from trainyard.tasks.forecast.datasets import to_long
+
+    frame = sm.datasets.elnino.load_pandas().data
+    spec = DatasetConfig(layout="periods_as_columns", time_column="YEAR", target="value")
+    hole = frame.copy()
+    hole.loc[3, "MAR"] = np.nan
+    with pytest.raises(DataError, match=r"row 4, column 'MAR'.*missing_target: gap"):
+        to_long(hole, spec, "elnino.csv")
+    assert (
+        to_long(hole, spec.model_copy(update={"missing_target": "gap"}), "x")["value"].isna().sum()
+        == 1
+    )
+    repeat = frame.copy()
+    repeat.loc[5, "YEAR"] = repeat.loc[4, "YEAR"]
+    with pytest.raises(DataError, match=r"rows 5, 6 repeat a year"):
+        to_long(repeat, spec, "elnino.csv")
+    text = frame.astype({"YEAR": object})
+    text.loc[2, "YEAR"] = "total"
+    with pytest.raises(DataError, match=r"rows 3 of column 'YEAR' hold no year \('total'\)"):
+        to_long(text, spec, "elnino.csv")
+    with pytest.raises(DataError, match="not a year's months"):
+        to_long(frame.drop(columns=["DEC"]), spec, "elnino.csv")
+
+
+def test_predict_melts_a_history_of_years_by_months(tmp_path: Path) -> None:
+    elnino = sm.datasets.elnino.load_pandas().data
+    spec = DatasetConfig(
+        layout="periods_as_columns",
+        time_column="YEAR",
+        target="value",
+        frequency="MS",
+        season_length=12,
+    )
+    config = {"params": {"dataset": spec.model_dump(), "windows": WINDOWS.model_dump()}}
+    read = FORECAST.model_input(elnino.tail(5), config, tmp_path / "history.csv")
+    assert list(read.columns) == ["YEAR", "value"]
+    assert len(read) == 60 and read["YEAR"].iloc[-1] == pd.Timestamp("2010-12-01")
