@@ -515,7 +515,9 @@ def _require_column(frame: pd.DataFrame, name: str, key: str, pins: Pins, source
 def _holds_dates(values: pd.Series) -> bool:
     """Returns whether a column's values read as dates/times: datetimes, or text with digits
     that pandas parses (numbers alone, such as 2024 or 20240131, are not read as dates)."""
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+    if pd.api.types.is_datetime64_any_dtype(values.dtype) or isinstance(
+        values.dtype, pd.PeriodDtype
+    ):
         return bool(values.notna().any())
     if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
         return False

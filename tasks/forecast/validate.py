@@ -433,6 +433,8 @@ def read_times(frame: pd.DataFrame, spec: DatasetConfig) -> tuple[pd.Series, lis
     unset = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
     if spec.period_column and _holds_numbers(values):
         return _year_and_period(frame, spec, labels, unset)
+    if isinstance(values.dtype, pd.PeriodDtype):  # pandas periods (a Parquet file keeps them)
+        return _on_frequency_grid(values.dt.to_timestamp().astype("datetime64[ns]"), spec), []
     codes = periods.period_codes(values)
     if codes is not None:
         return _on_frequency_grid(codes[0], spec), []

@@ -14,9 +14,17 @@ from typer.testing import CliRunner
 from tests.forecast.test_infer import _project, infer, prepared_with, seasonal, write
 from trainyard.cli import app
 from trainyard.errors import ConfigError, DataError
-from trainyard.tasks.forecast.config import DatasetConfig, WindowConfig, load_params
+from trainyard.tasks.forecast.config import (
+    DatasetConfig,
+    WindowConfig,
+    load_params,
+    params_from_dict,
+)
+from trainyard.tasks.forecast.datasets import to_long
 from trainyard.tasks.forecast.family import FORECAST
-from trainyard.tasks.forecast.infer import Pins
+from trainyard.tasks.forecast.infer import Pins, infer_file
+from trainyard.tasks.forecast.prepare import PREPARED_FILE, prepare, read_prepared
+from trainyard.tasks.forecast.validate import DataValidationError, validate_table
 
 runner = CliRunner()
 WINDOWS = WindowConfig(encoder_length=8, horizon=4, validation_length=8, holdout_length=8)
@@ -98,7 +106,6 @@ def test_period_codes_in_one_column_are_read_as_times(
 
 
 def test_a_quarter_end_frequency_puts_each_quarter_on_its_last_day() -> None:
-    from trainyard.tasks.forecast.validate import validate_table
 
     spec = DatasetConfig(
         time_column="year",
@@ -132,7 +139,6 @@ def _spec(**keys) -> DatasetConfig:
 
 
 def test_a_value_naming_no_quarter_is_an_error_naming_its_row() -> None:
-    from trainyard.tasks.forecast.validate import DataValidationError, validate_table
 
     frame = macrodata()
     frame.loc[6, "quarter"] = 5
@@ -148,7 +154,6 @@ def test_a_value_naming_no_quarter_is_an_error_naming_its_row() -> None:
 
 
 def test_years_without_their_period_column_are_an_error_naming_it() -> None:
-    from trainyard.tasks.forecast.validate import DataValidationError, validate_table
 
     frame = macrodata().drop(columns=["quarter"])
     with pytest.raises(DataValidationError, match="column 'quarter': column is missing"):
@@ -156,7 +161,6 @@ def test_years_without_their_period_column_are_an_error_naming_it() -> None:
 
 
 def test_a_repeated_year_and_quarter_is_a_duplicate_row() -> None:
-    from trainyard.tasks.forecast.validate import DataValidationError, validate_table
 
     frame = macrodata()
     frame.loc[5, "quarter"] = 1  # 1960 Q1 twice (row 5 is Q2)
@@ -292,7 +296,6 @@ def test_a_panel_of_years_by_periods_ends_at_each_series_last_value(
 
 
 def test_years_by_periods_errors_name_the_row_and_column(tmp_path: Path) -> None:
-    from trainyard.tasks.forecast.datasets import to_long
 
     frame = sm.datasets.elnino.load_pandas().data
     spec = DatasetConfig(layout="periods_as_columns", time_column="YEAR", target="value")
@@ -329,3 +332,24 @@ def test_predict_melts_a_history_of_years_by_months(tmp_path: Path) -> None:
     read = FORECAST.model_input(elnino.tail(5), config, tmp_path / "history.csv")
     assert list(read.columns) == ["YEAR", "value"]
     assert len(read) == 60 and read["YEAR"].iloc[-1] == pd.Timestamp("2010-12-01")
+
+
+@pytest.mark.parametrize(("freq", "inferred"), [("M", "MS"), ("Q-DEC", "QS-OCT")])
+def test_a_parquet_column_of_pandas_periods_is_read_as_times(
+    tmp_path: Path, freq: str, inferred: str
+) -> None:
+
+    stamps = pd.period_range("2001-01", periods=80, freq=freq)
+    frame = pd.DataFrame({"period": stamps, "sales": seasonal(80, 12 if freq == "M" else 4)})
+    frame.to_parquet(tmp_path / "data.parquet")
+    inference = infer_file("data.parquet", tmp_path)
+    assert inference.dataset["frequency"] == inferred
+    dataset = {"name": "data.parquet", **inference.dataset}
+
+    prepare(
+        params_from_dict({"dataset": dataset, "windows": inference.windows}),
+        tmp_path,
+        tmp_path / "p",
+    )
+    table, _ = read_prepared(tmp_path / "p" / PREPARED_FILE)
+    assert table["period"].iloc[0] == pd.Timestamp("2001-01-01") and len(table) == 80
