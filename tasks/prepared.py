@@ -64,7 +64,8 @@ def read_csv_text(text: str, source: str = "CSV") -> pd.DataFrame:
     commas, or by semicolons, tabs or pipes when the header holds no comma; in a comma file, a
     column of quoted numbers with thousands separators (1,234.5) is read as numbers, and in a
     semicolon, tab or pipe file one of decimal commas (1.234,5) is; a first column without a
-    header that counts the rows from 0 or 1 (a saved pandas index) is left out, and so are
+    header that counts the rows from 0 or 1 (a saved pandas index) is left out (one holding
+    anything else, such as the dates of a DatetimeIndex, is named index), and so are
     rows of empty cells at the end (",,"), a last column with neither header nor value (every
     line ending in a separator) and spaces around headers; a column of digits some of which
     start with 0 (SKU 007) is text. Lines above the header that hold
@@ -101,6 +102,8 @@ def read_csv_text(text: str, source: str = "CSV") -> pd.DataFrame:
             )
         ):
             frame = frame.drop(columns=first)
+        elif "index" not in frame.columns:
+            frame = frame.rename(columns={first: "index"})  # a saved index of dates or labels
     stripped = [str(name).strip() for name in frame.columns]
     if len(set(stripped)) == len(stripped):
         frame.columns = stripped

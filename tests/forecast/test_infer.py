@@ -568,3 +568,15 @@ def test_model_input_csvs_are_read_the_same_way(tmp_path: Path) -> None:
     )
     assert list(local.columns) == ["month", "sales"]
     np.testing.assert_allclose(local["sales"], plain["sales"].round(6), rtol=1e-9)
+
+
+def test_a_series_saved_with_its_unnamed_date_index_runs_zero_config(tmp_path: Path) -> None:
+    # pandas' Series.to_csv() of a DatetimeIndex without a name: the first header is empty.
+    frame = monthly(120)
+    series = pd.Series(frame["sales"].to_numpy(), index=pd.to_datetime(frame["month"]))
+    series.rename_axis(None).rename("sales").to_csv(tmp_path / "data.csv")
+    assert (tmp_path / "data.csv").read_text().startswith(",sales\n")
+    inference = infer_file("data.csv", tmp_path)
+    assert inference.dataset["time_column"] == "index"  # not pandas' "Unnamed: 0"
+    assert inference.dataset["frequency"] == "MS"
+    assert prepared_with(tmp_path, inference)["index"].iloc[0] == pd.Timestamp("2015-01-01")
