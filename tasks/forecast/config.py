@@ -58,6 +58,9 @@ class DatasetConfig(Section):
     # A series shorter than the windows need (validate.steps_needed): "error" refuses the table;
     # "drop" leaves such series out of the prepared data (named in its summary and log).
     short_series: Text = "error"
+    # A series constant (or exactly seasonal) over its training part, whose MASE has nothing
+    # to divide by (prepare.check_scales): "error" refuses the table; "drop" leaves it out.
+    flat_series: Text = "error"
 
     @property
     def columns(self) -> list[str]:
@@ -205,8 +208,9 @@ class Params(FamilySection):
         ]
         if params.dataset.missing_target not in ("error", "gap"):
             problems.append("dataset.missing_target must be 'error' or 'gap'")
-        if params.dataset.short_series not in ("error", "drop"):
-            problems.append("dataset.short_series must be 'error' or 'drop'")
+        for key in ("short_series", "flat_series"):
+            if getattr(params.dataset, key) not in ("error", "drop"):
+                problems.append(f"dataset.{key} must be 'error' or 'drop'")
         dataset = params.dataset
         if dataset.layout not in LAYOUTS:
             problems.append(

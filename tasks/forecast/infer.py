@@ -94,6 +94,7 @@ DATASET_KEYS = (
     "season_length",
     "missing_target",
     "short_series",
+    "flat_series",
 )
 WINDOW_KEYS = (
     "encoder_length",
@@ -119,6 +120,7 @@ class Pins:
     season_length: int | None = None  # steps per season
     missing_target: str | None = None  # "error" or "gap"
     short_series: str | None = None  # "error" or "drop"
+    flat_series: str | None = None  # "error" or "drop"
     horizon: int | None = None  # steps forecast
     encoder_length: int | None = None  # steps a model sees
     shorter_encoders: list[int] | None = None  # encoders LSTM/TCN also train a network on
@@ -311,6 +313,8 @@ def _long_keys(frame: pd.DataFrame, source: str, pins: Pins, empty: list[str]) -
     windows, season, window_choices = _windows(frequency, offset, kept, where, source, pins)
     short, how = _short_series(lengths, windows, season, frequency, pins)
     choices.append(Choice("short_series", short, how, pins.short_series is not None))
+    flat, how = _flat_series(frame[target], times, labels, windows, offset, pins)
+    choices.append(Choice("flat_series", flat, how, pins.flat_series is not None))
     choices += window_choices
     dataset = {
         "time_column": time_column,
@@ -323,6 +327,7 @@ def _long_keys(frame: pd.DataFrame, source: str, pins: Pins, empty: list[str]) -
         "season_length": season,
         "missing_target": missing,
         "short_series": short,
+        "flat_series": flat,
     }
     unused = [
         name
@@ -812,6 +817,47 @@ def _short_series(
         f"{frequency} windows below need, and {'is' if len(short) == 1 else 'are'} left out: "
         f"{shown}{more}; "
         "short_series: error in params.yaml fits the windows to the shortest series instead"
+    )
+
+
+def _flat_series(
+    target: pd.Series,
+    times: pd.Series,
+    labels: pd.Series,
+    windows: dict[str, Any],
+    offset: pd.DateOffset,
+    pins: Pins,
+) -> tuple[str, str]:
+    """Returns flat_series and how: "drop" when a few series (at most MAX_LEFT_OUT of them)
+    hold one value over their training part (all zeros: a product that never sold), which MASE
+    cannot score, else "error". The training part is what precedes a series' last
+    validation + holdout steps; prepare's own check (check_scales) also finds exactly seasonal
+    ones."""
+    if pins.flat_series is not None:
+        return pins.flat_series, f"set by {pins.origin('flat_series')}"
+    values = pd.to_numeric(target, errors="coerce")
+    held = windows["validation_length"] + windows["holdout_length"]
+    last = times.groupby(labels).transform("max")
+    cutoff = {stamp: stamp - held * offset for stamp in last.unique()}
+    train = (times <= last.map(cutoff)) & values.notna()
+    distinct = values[train].groupby(labels[train]).nunique()
+    flat = sorted(map(str, distinct.index[distinct <= 1]))
+    count = labels.nunique()
+    if not flat:
+        return "error", (
+            "no series holds one value over its training part; one that does in later data is "
+            "an error unless flat_series: drop"
+        )
+    if len(flat) > MAX_LEFT_OUT * count:
+        return "error", (
+            f"{len(flat)} of {count} series hold one value over their training part "
+            f"({_names(flat)}), too many to leave out unasked: prepare names them; "
+            "flat_series: drop in params.yaml leaves them out"
+        )
+    return "drop", (
+        f"{len(flat)} of {count} series {'holds' if len(flat) == 1 else 'hold'} one value "
+        f"over {'its' if len(flat) == 1 else 'their'} training part, which MASE cannot score, "
+        f"and {'is' if len(flat) == 1 else 'are'} left out: {_names(flat)}"
     )
 
 

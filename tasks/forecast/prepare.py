@@ -255,11 +255,13 @@ def _shown(labels: list[str]) -> str:
     return ", ".join(labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
 
 
-def check_scales(table: pd.DataFrame, spec: DatasetConfig, source: str) -> None:
-    """Raises DataError naming the series whose training part the seasonal naive forecast
-    fits exactly (constant or exactly periodic, or no two observed steps a season apart), or
-    all but exactly (changes below float32's resolution): MASE has nothing, or almost nothing,
-    to divide by, so such series are refused before any model trains on them."""
+def check_scales(table: pd.DataFrame, spec: DatasetConfig, source: str) -> list[str]:
+    """Returns the series whose training part the seasonal naive forecast fits exactly
+    (constant or exactly periodic, or no two observed steps a season apart), or all but
+    exactly (changes below float32's resolution): MASE has nothing, or almost nothing, to
+    divide by. Under dataset.flat_series: drop they are left out (the caller drops them);
+    else, or when every series is such, raises DataError naming them before any model trains
+    on them."""
     train = table[table["split"] == "train"]
     values = train[spec.target].astype("float64")
     by_series = values.groupby(train["series_id"], sort=True)
@@ -273,27 +275,37 @@ def check_scales(table: pd.DataFrame, spec: DatasetConfig, source: str) -> None:
     level = values.abs().groupby(train["series_id"], sort=True).mean()
     undefined = scale.isna() | (scale == 0)
     flat = [str(label) for label in scale.index[undefined]]
+    nearly = [str(label) for label in scale.index[~undefined & (scale < NEAR_CONSTANT * level)]]
+    if spec.flat_series == "drop" and len(flat) + len(nearly) < len(scale):
+        return flat + nearly
     near = [
         f"{label} (seasonal naive MAE {scale[label]:.3g} at mean level {level[label]:.3g})"
-        for label in scale.index[~undefined & (scale < NEAR_CONSTANT * level)]
+        for label in nearly
     ]
+    drop = (
+        ""
+        if spec.flat_series == "drop"  # every series: nothing would be left
+        else " (or set dataset.flat_series: drop to leave them out)"
+    )
     problems = []
     if flat:
         problems.append(
             f"{spec.target} is constant or repeats exactly every season "
             f"({spec.season_length} steps) over the training part of series {_shown(flat)}: the "
             "seasonal naive forecast is exact there, so MASE has nothing to divide by; drop "
-            "these series, or check the data and dataset.season_length"
+            f"these series{drop}, or check the data and dataset.season_length"
         )
     if near:
         problems.append(
             f"{spec.target} is nearly constant over the training part of series "
             f"{_shown(near)}: it changes by less than float32's resolution (1.2e-7 of its "
             "level), so models train on a constant and MASE would divide by almost nothing; "
-            "drop these series, or check the data (a stuck sensor, a unit or rounding error)"
+            f"drop these series{drop}, or check the data (a stuck sensor, a unit or rounding "
+            "error)"
         )
     if problems:
         raise DataError(f"{source}: " + "; and ".join(problems))
+    return []
 
 
 def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
@@ -325,7 +337,16 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
     raw_md5 = frame_md5(typed)
     table, counts = regularize(typed, spec, source)
     table["split"] = assign_splits(table, params.windows)
-    check_scales(table, spec, source)
+    flat = check_scales(table, spec, source)
+    if flat:
+        log.warning(
+            "%s: left out %d series constant or exactly seasonal over their training part "
+            "(dataset.flat_series: drop; MASE could not score them): %s",
+            source,
+            len(flat),
+            _shown(flat),
+        )
+        table = table[~table["series_id"].isin(flat)].reset_index(drop=True)
     table = table[
         [
             "series_id",
@@ -345,7 +366,7 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
         "source": source,
         "raw_md5": raw_md5,
         **counts,
-        "left_out_series": empty + short,
+        "left_out_series": empty + short + flat,
     }
     path = out_dir / PREPARED_FILE
     write_table(table, meta, path)
@@ -357,7 +378,7 @@ def prepare(params: Params, root: Path, out_dir: Path) -> PrepareSummary:
         series=n_series,
         rows=len(table),
         **counts,
-        left_out_series=len(empty) + len(short),
+        left_out_series=len(empty) + len(short) + len(flat),
     )
     log.info(
         "prepared %d series, %d rows: %d gap steps inserted, %d missing targets (never filled), "

@@ -89,6 +89,7 @@ def test_a_single_monthly_series_is_inferred_exactly(tmp_path: Path) -> None:
         "season_length": 12,
         "missing_target": "error",  # no empty target cell
         "short_series": "error",  # one series, and it holds the windows
+        "flat_series": "error",  # it is not constant
     }
     # Horizon 12 (a year of months); encoder max(2 x 12, 12); validation and holdout a fifth
     # of 120 steps at most, 2 x horizon at least wanted.
@@ -198,6 +199,38 @@ def test_many_short_series_cut_the_windows_instead(tmp_path: Path) -> None:
     dropped = infer(tmp_path, daily_panel(lengths), Pins(short_series="drop"))
     assert dropped.windows["horizon"] == 14
     assert sorted(prepared_with(tmp_path, dropped)["store"].unique()) == ["a", "b"]
+
+
+def test_a_few_series_flat_over_their_training_part_are_left_out(tmp_path: Path) -> None:
+    # A retail panel: one product never sold until the last weeks (zeros over its whole
+    # training part), which MASE cannot score; seven others sell.
+    frame = daily_panel({f"store{i}": 200 for i in range(8)})
+    zero = frame["store"] == "store3"
+    frame.loc[zero, "units"] = np.where(np.arange(200) < 180, 0.0, 5.0)
+    inference = infer(tmp_path, frame)
+    assert inference.dataset["flat_series"] == "drop"
+    assert "1 of 8 series holds one value over its training part" in "\n".join(inference.lines())
+    table = prepared_with(tmp_path, inference)
+    assert sorted(table["store"].unique()) == [f"store{i}" for i in range(8) if i != 3]
+    _, meta = read_prepared(tmp_path / "prepared" / PREPARED_FILE)
+    assert meta["left_out_series"] == ["store3"]
+
+    # Pinned to error, prepare refuses the table naming the series and the way out, and
+    # writes nothing.
+    root = tmp_path / "pinned"
+    root.mkdir()
+    pinned = infer(root, frame, Pins(flat_series="error"))
+    with pytest.raises(DataError, match=r"(?s)store3.*flat_series: drop"):
+        prepared_with(root, pinned)
+    assert not (root / "prepared" / PREPARED_FILE).exists()
+
+
+def test_every_series_flat_is_an_error_even_under_drop(tmp_path: Path) -> None:
+    frame = daily_panel({"a": 200, "b": 200})
+    frame["units"] = np.where(np.arange(len(frame)) % 200 < 180, 0.0, frame["units"])
+    inference = infer(tmp_path, frame, Pins(flat_series="drop"))
+    with pytest.raises(DataError, match=r"constant or repeats exactly.*series a, b"):
+        prepared_with(tmp_path, inference)
 
 
 # --- pins --------------------------------------------------------------------------------------
