@@ -330,7 +330,10 @@ def read_params_file(path: str | Path, profile: str | None = None) -> dict[str, 
     """Returns params.yaml as nested dicts, with a named profile's overrides applied on top."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: no such parameter file; run from the project root or pass one")
+        raise ConfigError(
+            f"{path}: no such parameter file; run from the project root, pass one with --params, "
+            "or write one for a forecasting table with `trainyard init TABLE.csv`"
+        )
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
