@@ -311,7 +311,7 @@ def _long_keys(frame: pd.DataFrame, source: str, pins: Pins, empty: list[str]) -
     )
 
     windows, season, window_choices = _windows(frequency, offset, kept, where, source, pins)
-    short, how = _short_series(lengths, windows, season, frequency, pins)
+    short, how = _short_series(lengths, windows, season, frequency, pins, source)
     choices.append(Choice("short_series", short, how, pins.short_series is not None))
     flat, how = _flat_series(frame[target], times, labels, windows, offset, pins)
     choices.append(Choice("flat_series", flat, how, pins.flat_series is not None))
@@ -794,11 +794,26 @@ def _short_series(
     season: int,
     frequency: str,
     pins: Pins,
+    source: str,
 ) -> tuple[str, str]:
     """Returns short_series and how: "drop" when series are shorter than `windows` need (they
-    were too short for the frequency's usual windows, and few), else "error"."""
-    needed = steps_needed(WindowConfig.model_validate(windows), season)[0]
+    were too short for the frequency's usual windows, and few), else "error". Raises
+    DataError when every series is (pinned keys the series cannot hold)."""
+    needed, parts = steps_needed(WindowConfig.model_validate(windows), season)
     short = sorted((length, label) for label, length in lengths.items() if length < needed)
+    if len(short) == len(lengths):
+        pinned = [
+            f"{key} {getattr(pins, key)} ({pins.origin(key)})"
+            for key in ("season_length", "horizon", *WINDOW_KEYS)
+            if getattr(pins, key, None) is not None and key != "shorter_encoders"
+        ]
+        raise DataError(
+            f"{source}: {'every series is' if len(lengths) > 1 else 'the series is'} shorter "
+            f"than the {needed} steps these windows need ({parts}; the longest has "
+            f"{short[-1][0]})"
+            + (f", which {', '.join(pinned)} set" if pinned else "")
+            + "; pin shorter ones, or give the series more history"
+        )
     if pins.short_series is not None:
         how = f"set by {pins.origin('short_series')}"
         if short:

@@ -613,3 +613,10 @@ def test_a_series_saved_with_its_unnamed_date_index_runs_zero_config(tmp_path: P
     assert inference.dataset["time_column"] == "index"  # not pandas' "Unnamed: 0"
     assert inference.dataset["frequency"] == "MS"
     assert prepared_with(tmp_path, inference)["index"].iloc[0] == pd.Timestamp("2015-01-01")
+
+
+def test_a_pinned_season_no_series_can_hold_is_an_error_naming_it(tmp_path: Path) -> None:
+    # Seasonal naive needs a season before the holdout: 200 + holdout steps of a 100-step series.
+    with pytest.raises(DataError, match=r"season_length 200 \(--season-length\) set") as caught:
+        infer(tmp_path, monthly(100), Pins(season_length=200))
+    assert "the longest has 100" in str(caught.value)
