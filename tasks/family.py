@@ -44,13 +44,14 @@ SERVING_PAYLOADS = {"dataframe_split": "split", "dataframe_records": "records"}
 
 
 def read_input_table(path: Path, as_text: bool = False) -> pd.DataFrame:
-    """Returns the table in a model input file: CSV (UTF-8, header row; read as
+    """Returns the table in a model input file, compressed or not (.gz, .bz2, .xz, .zip of
+    one file): CSV (UTF-8, header row; read as
     prepared.read_csv_text reads spreadsheets), Parquet, JSON (a list
     of records, {column: values}, or an /invocations body) or JSON lines. `as_text` reads
     every CSV cell as text (no numbers, no NA markers). Raises DataError naming the file."""
-    from trainyard.tasks.prepared import decode_utf8, read_csv_text
+    from trainyard.tasks.prepared import decode_utf8, read_bytes, read_csv_text, table_suffix
 
-    suffix = path.suffix.lower()
+    suffix = table_suffix(path)  # behind a compression suffix (history.csv.gz)
     if suffix not in INPUT_SUFFIXES:
         raise DataError(
             f"{path}: cannot read {suffix or 'a file without suffix'} as model input; give a "
@@ -68,7 +69,7 @@ def read_input_table(path: Path, as_text: bool = False) -> pd.DataFrame:
                 return pd.read_csv(text, dtype=str, keep_default_na=False)
             return read_csv_text(text.getvalue(), str(path))
         if suffix == ".parquet":
-            return pd.read_parquet(path)
+            return pd.read_parquet(io.BytesIO(read_bytes(path)))
         if suffix == ".jsonl":
             return pd.read_json(io.StringIO(decode_utf8(path)), lines=True, dtype=False)
         value = json.loads(decode_utf8(path))

@@ -34,10 +34,55 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Compressed files read as the file inside them (sales.csv.gz is a CSV): suffix -> opener.
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zip")
+
+
+def table_suffix(path: Path) -> str:
+    """Returns a file's type suffix, lower case, behind a compression suffix: .csv for
+    sales.csv.gz as for sales.csv."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if len(suffixes) > 1 and suffixes[-1] in COMPRESSIONS:
+        return suffixes[-2]
+    return suffixes[-1] if suffixes else ""
+
+
+def read_bytes(path: Path) -> bytes:
+    """Returns a file's bytes, decompressed when its name ends in a compression suffix (a .zip
+    must hold one file); raises DataError naming the file when that fails."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    suffix = path.suffix.lower()
+    if suffix not in COMPRESSIONS:
+        return path.read_bytes()
+    try:
+        if suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                members = [info for info in archive.infolist() if not info.is_dir()]
+                if len(members) != 1:
+                    raise DataError(
+                        f"{path}: a .zip holding {len(members)} files; give a .zip of one table "
+                        "(or unpack it and give the table)"
+                    )
+                return archive.read(members[0])
+        opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[suffix]
+        with opener(path, "rb") as handle:
+            return handle.read()
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as error:
+        raise DataError(
+            f"{path}: cannot be decompressed as {suffix[1:]} ({error}); the file is damaged or "
+            "not of that kind: compress it again, or give the table uncompressed"
+        ) from None
+
+
 def decode_utf8(path: Path) -> str:
-    """Returns a text file's contents, raising DataError naming the file, the byte offset and
-    the line when it is binary or not UTF-8 (a UTF-8 byte-order mark is dropped)."""
-    data = path.read_bytes()
+    """Returns a text file's contents (decompressed: read_bytes), raising DataError naming the
+    file, the byte offset and the line when it is binary or not UTF-8 (a UTF-8 byte-order mark
+    is dropped)."""
+    data = read_bytes(path)
     nul = data.find(b"\x00")
     if nul >= 0:
         raise DataError(

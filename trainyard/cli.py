@@ -74,9 +74,10 @@ DatasetOption = Annotated[
     str | None,
     typer.Option(
         "--dataset",
-        help="Run on this data instead of params.yaml's: a CSV/Parquet table or a built-in "
-        "table (co2, macro_panel) for forecast; a folder, glob or .txt/.md file of UTF-8 text "
-        "or python_docs for text. Without --family, runs the families that read it.",
+        help="Run on this data instead of params.yaml's: a CSV/Parquet table (also .gz, .bz2, "
+        ".xz, .zip) or a built-in table (co2, macro_panel) for forecast; a folder, glob or "
+        ".txt/.md file of UTF-8 text or python_docs for text. Without --family, runs the "
+        "families that read it.",
     ),
 ]
 # Pins of a forecasting table's keys (--dataset FILE, or `trainyard init FILE`); what is not
@@ -274,8 +275,9 @@ def _is_table_file(dataset: str) -> bool:
     """Returns whether --dataset names a CSV/Parquet file (not a built-in table)."""
     from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS
     from trainyard.tasks.forecast.family import TABLE_SUFFIXES
+    from trainyard.tasks.prepared import table_suffix
 
-    return dataset not in BUILTIN_DATASETS and Path(dataset).suffix.lower() in TABLE_SUFFIXES
+    return dataset not in BUILTIN_DATASETS and table_suffix(Path(dataset)) in TABLE_SUFFIXES
 
 
 def _load_sections(
@@ -1255,8 +1257,9 @@ def init(
     from trainyard.tasks.forecast.config import Params
     from trainyard.tasks.forecast.family import TABLE_SUFFIXES
     from trainyard.tasks.forecast.infer import Pins, infer_file, pins_from_section, write_params
+    from trainyard.tasks.prepared import table_suffix
 
-    if table.suffix.lower() not in TABLE_SUFFIXES:
+    if table_suffix(table) not in TABLE_SUFFIXES:
         raise UserError(
             f"{table}: not a table trainyard reads; give a .csv or .parquet file of time series"
         )

@@ -3,6 +3,7 @@ read as one row per series and time (a wide table is melted as it is read)."""
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import warnings
@@ -21,7 +22,7 @@ from trainyard.tasks.forecast.validate import (
     read_times,
     series_labels,
 )
-from trainyard.tasks.prepared import decode_utf8, read_csv_text
+from trainyard.tasks.prepared import decode_utf8, read_bytes, read_csv_text, table_suffix
 
 LONG, DATES_AS_COLUMNS, SERIES_AS_COLUMNS, PERIODS_AS_COLUMNS = LAYOUTS  # dataset.layout
 log = logging.getLogger(__name__)
@@ -104,14 +105,17 @@ def _read_file(name: str, root: Path) -> tuple[pd.DataFrame, str]:
         )
     if path.stat().st_size == 0:
         raise DatasetError(f"{path}: the file is empty. Export the table again with a header row.")
-    suffix = path.suffix.lower()
+    suffix = table_suffix(path)
     try:
         if suffix == ".csv":
             frame = read_csv_text(decode_utf8(path), str(path))
         elif suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(io.BytesIO(read_bytes(path)))
         else:
-            raise DatasetError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+            raise DatasetError(
+                f"{path}: unsupported file type {suffix!r}; use .csv or .parquet (either may be "
+                "compressed: .csv.gz, .bz2, .xz, .zip)"
+            )
     except pd.errors.EmptyDataError as error:
         raise DatasetError(f"{path}: the file has no header and no rows.") from error
     except (OSError, ValueError) as error:

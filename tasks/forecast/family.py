@@ -26,8 +26,10 @@ from trainyard.tasks.forecast.config import (
     WindowConfig,
     params_from_dict,
 )
+from trainyard.tasks.prepared import table_suffix
 
-TABLE_SUFFIXES = (".csv", ".parquet", ".pq")  # files --dataset hands to this family
+# Files --dataset hands to this family (behind a compression suffix too: sales.csv.gz).
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 # The neural kinds that train a network per length of windows.shorter_encoders and average
 # them; the TFT, which trains 3-5 times as long as LSTM/TCN, reads the shortest.
 ENCODER_MIXERS = ("lstm", "tcn")
@@ -67,7 +69,7 @@ class ForecastFamily(Family):
         built-in), or None when it is not a table."""
         from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS, builtin_overrides
 
-        if dataset not in BUILTIN_DATASETS and Path(dataset).suffix.lower() not in TABLE_SUFFIXES:
+        if dataset not in BUILTIN_DATASETS and table_suffix(Path(dataset)) not in TABLE_SUFFIXES:
             return None
         table = {**values.get("dataset", {}), "name": dataset, **builtin_overrides(dataset)}
         return {**values, "dataset": table}

@@ -620,3 +620,32 @@ def test_a_pinned_season_no_series_can_hold_is_an_error_naming_it(tmp_path: Path
     with pytest.raises(DataError, match=r"season_length 200 \(--season-length\) set") as caught:
         infer(tmp_path, monthly(100), Pins(season_length=200))
     assert "the longest has 100" in str(caught.value)
+
+
+# --- compressed tables -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zip"])
+def test_a_compressed_csv_reads_as_the_csv_inside(tmp_path: Path, suffix: str) -> None:
+    from trainyard.tasks.family import read_input_table
+
+    frame = daily_panel({"north": 120, "south": 100})
+    plain = infer(tmp_path, frame)
+    frame.to_csv(tmp_path / f"sales.csv{suffix}", index=False)  # pandas compresses by suffix
+    packed = infer_file(f"sales.csv{suffix}", tmp_path)
+    assert packed.dataset == plain.dataset and packed.windows == plain.windows
+    history = read_input_table(tmp_path / f"sales.csv{suffix}")
+    assert history.shape == frame.shape
+
+
+def test_a_damaged_or_ambiguous_archive_is_an_error_naming_it(tmp_path: Path) -> None:
+    import zipfile
+
+    (tmp_path / "sales.csv.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match=r"sales\.csv\.gz: cannot be decompressed as gz"):
+        infer_file("sales.csv.gz", tmp_path)
+    with zipfile.ZipFile(tmp_path / "two.csv.zip", "w") as archive:
+        archive.writestr("a.csv", "day,units\n")
+        archive.writestr("b.csv", "day,units\n")
+    with pytest.raises(DataError, match=r"two\.csv\.zip: a \.zip holding 2 files"):
+        infer_file("two.csv.zip", tmp_path)
