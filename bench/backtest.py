@@ -59,6 +59,7 @@ folder removed at exit; MLFLOW_TRACKING_URI and PREFECT_API_URL are dropped.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -479,9 +480,12 @@ def print_table(outcomes: list[Outcome], fits: list[str]) -> None:
             if name is None:
                 continue
             theirs = o.scores[name]["mase"]
-            verdict = "at least as accurate" if ours <= theirs else "less accurate"
-            tally[against][0] += ours <= theirs
-            tally[against][1] += ours < theirs
+            # The same statsforecast model fitted in a worker process and in this one may
+            # differ in the last bits: a tie within 1e-9 is a tie.
+            tied = math.isclose(ours, theirs, rel_tol=1e-9)
+            verdict = "at least as accurate" if ours <= theirs or tied else "less accurate"
+            tally[against][0] += ours <= theirs or tied
+            tally[against][1] += ours < theirs and not tied
             print(
                 f"{o.name}: trainyard's {o.chosen} MASE {ours:.3f} vs {against} "
                 f"({name}) {theirs:.3f}: {verdict} (ratio {ours / theirs:.2f})"

@@ -159,6 +159,10 @@ class TrainConfig(TrainBase):
     # network is the naive forecast) or "season" (the value a season before each step:
     # seasonal naive; "last" where dataset.season_length is 1 or longer than the encoder).
     anchor: Text = "last"
+    # LSTM and TCN also read the sine and cosine of each step's position in its season (the
+    # month of the year for monthly data), for the encoder and the horizon alike, as known
+    # covariates (windows.season_phase); none where dataset.season_length is 1.
+    season_features: Flag = False
     lstm: LSTMConfig = Field(default_factory=LSTMConfig)
     tcn: TCNConfig = Field(default_factory=TCNConfig)
     tft: TFTConfig = Field(default_factory=TFTConfig)

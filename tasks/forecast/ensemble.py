@@ -98,6 +98,12 @@ def predict(
     scaled on the input)."""
     forecasts = []
     for name, (module, folder, stats) in ensemble["members"].items():
-        own = SeriesArrays.from_prepared(table, params.dataset, stats) if stats else arrays
+        own = (
+            SeriesArrays.from_prepared(
+                table, params.dataset, stats, season_features=params.train.season_features
+            )
+            if stats
+            else arrays
+        )
         forecasts.append(FORECASTERS[name].predict(module, own, table, index, params, folder))
     return combine(forecasts, ensemble["method"])

@@ -132,7 +132,9 @@ def load_windows(
 ) -> Windows:
     """Returns the rolling-origin windows of `split` in the prepared data (split_windows)."""
     table = read_prepared_for(prepared_path, params)
-    arrays = SeriesArrays.from_prepared(table, params.dataset)
+    arrays = SeriesArrays.from_prepared(
+        table, params.dataset, season_features=params.train.season_features
+    )
     return split_windows(table, arrays, params, split, stride)
 
 
@@ -199,7 +201,9 @@ def evaluate(
 
     started = time.perf_counter()
     table = read_prepared_for(prepared_path, params)
-    arrays = SeriesArrays.from_prepared(table, params.dataset)
+    arrays = SeriesArrays.from_prepared(
+        table, params.dataset, season_features=params.train.season_features
+    )
     holdout = split_windows(table, arrays, params, "holdout")
     validation = split_windows(table, arrays, params, "validation")
     arrays, index, actual = holdout.arrays, holdout.index, holdout.actual

@@ -89,7 +89,9 @@ class ForecastFamily(Family):
         from trainyard.tasks.forecast.windows import SeriesArrays
 
         table = preparation.read_prepared_for(prepared_path, params)
-        arrays = SeriesArrays.from_prepared(table, params.dataset)
+        arrays = SeriesArrays.from_prepared(
+            table, params.dataset, season_features=params.train.season_features
+        )
         return FORECASTERS[name].setup(arrays, table, params)
 
     def calibrate(
@@ -202,7 +204,9 @@ class ForecastFamily(Family):
         from trainyard.tasks.forecast.windows import SeriesArrays
 
         table = preparation.read_prepared_for(prepared_path, params)
-        return table, SeriesArrays.from_prepared(table, params.dataset)
+        return table, SeriesArrays.from_prepared(
+            table, params.dataset, season_features=params.train.season_features
+        )
 
     def evaluate(
         self,
@@ -289,6 +293,7 @@ class ForecastFamily(Family):
             or theirs.dataset.target != params.dataset.target
             or theirs.dataset.known_covariates != params.dataset.known_covariates
             or theirs.dataset.unknown_covariates != params.dataset.unknown_covariates
+            or theirs.train.season_features != params.train.season_features
         ):
             return None
         holdout = load_holdout(Path(prepared.path), params)

@@ -90,7 +90,9 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
             "model input",
         )
         table = future_table(checked, self.params)
-        arrays = SeriesArrays.from_prepared(table, spec, self.covariate_stats)
+        arrays = SeriesArrays.from_prepared(
+            table, spec, self.covariate_stats, self.params.train.season_features
+        )
         ends = arrays.offsets + arrays.lengths
         starts = ends - windows.horizon - windows.encoder_length
         encoders = starts[:, None] + np.arange(windows.encoder_length)

@@ -44,12 +44,18 @@ class SeriesArrays:
 
     @classmethod
     def from_prepared(
-        cls, table: pd.DataFrame, spec: DatasetConfig, covariate_stats: CovariateStats | None = None
+        cls,
+        table: pd.DataFrame,
+        spec: DatasetConfig,
+        covariate_stats: CovariateStats | None = None,
+        season_features: bool = False,
     ) -> SeriesArrays:
         """Returns arrays built from the prepared table (sorted by series, time).
 
         Covariates are standardised per series with `covariate_stats` where it has the series
         (a trained model's), else with the series' own training split: no holdout leakage.
+        With `season_features` (train.season_features), the sine and cosine of each step's
+        position in its season (season_phase) come first, as known covariates.
         """
         table = table.sort_values(["series_id", "time_idx"], kind="stable")
         covariate_names = spec.known_covariates + spec.unknown_covariates
@@ -66,6 +72,11 @@ class SeriesArrays:
                 mean, std = fit.mean(axis=0), fit.std(axis=0)
             stats[series_id] = (mean, std)
             covariates[index] = (covariates[index] - mean) / np.where(std > 0, std, 1.0)
+        phase = season_phase(table[spec.time_column], spec) if season_features else None
+        if phase is not None:
+            angle = 2 * np.pi * phase / spec.season_length
+            waves = np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
+            covariates = np.concatenate([waves, covariates], axis=1)
         series_ids, starts, lengths = np.unique(
             table["series_id"].to_numpy(), return_index=True, return_counts=True
         )
@@ -73,7 +84,7 @@ class SeriesArrays:
         return cls(
             target=torch.from_numpy(table[spec.target].to_numpy(dtype=np.float32)),
             covariates=torch.from_numpy(covariates),
-            n_known=len(spec.known_covariates),
+            n_known=len(spec.known_covariates) + (0 if phase is None else 2),
             series_ids=[str(s) for s in series_ids[order]],
             offsets=starts[order],
             lengths=lengths[order],
@@ -82,6 +93,31 @@ class SeriesArrays:
             times=table[spec.time_column].to_numpy(),
             covariate_stats=stats,
         )
+
+
+def season_phase(times: pd.Series, spec: DatasetConfig) -> np.ndarray | None:
+    """Returns each time's position in its season (0 to season_length - 1), counted in
+    dataset.frequency steps from one fixed origin, so a time has the same position in every
+    series, table and served history (a month its month of the year for MS with season 12, an
+    hour its hour of the day for h with 24); None with no season, or for a frequency with no
+    fixed count (business days, custom offsets)."""
+    if spec.season_length <= 1:
+        return None
+    offset = pd.tseries.frequencies.to_offset(spec.frequency)
+    stamps = pd.DatetimeIndex(times)
+    if isinstance(offset, pd.offsets.Tick):
+        steps = stamps.as_unit("ns").asi8 // pd.Timedelta(offset).value
+    elif isinstance(offset, pd.offsets.Week):
+        steps = stamps.as_unit("ns").asi8 // pd.Timedelta(days=1).value // 7
+    elif isinstance(offset, pd.offsets.MonthBegin | pd.offsets.MonthEnd):
+        steps = stamps.year.to_numpy() * 12 + stamps.month.to_numpy() - 1
+    elif isinstance(offset, pd.offsets.QuarterBegin | pd.offsets.QuarterEnd):
+        steps = stamps.year.to_numpy() * 4 + (stamps.month.to_numpy() - 1) // 3
+    elif isinstance(offset, pd.offsets.YearBegin | pd.offsets.YearEnd):
+        steps = stamps.year.to_numpy()
+    else:
+        return None
+    return np.mod(np.asarray(steps, dtype=np.int64), spec.season_length)
 
 
 BOXCOX_LAMBDAS = (-0.9, 2.0)  # Guerrero's search range (fable's and coreforecast's)

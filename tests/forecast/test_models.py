@@ -518,3 +518,39 @@ def test_a_seasonally_anchored_model_loads_back_with_its_anchor(
     # Loaded with params that say "last", it still anchors as it was trained (its checkpoint).
     module = FORECASTERS["tcn"].load(Path(result.model_dir), tiny_params())
     assert module.anchor_season == 7
+
+
+def test_a_model_with_season_features_reads_the_dates_of_its_history(
+    prepared_path: Path, tmp_path: Path
+) -> None:
+    """With train.season_features the network reads each step's place in the week from its
+    date, in training and in serving: the same values a day later forecast otherwise, which
+    a model without them cannot tell apart."""
+    import mlflow
+
+    from trainyard.tasks.forecast.serving import ForecasterModel
+
+    kind = "lstm"  # TCN reads the same arrays (SeriesArrays.from_prepared)
+    rows = read_prepared(prepared_path)[0][["date", "store", "y", "dow"]]
+    history = rows.groupby("store").tail(ENC + HOR).copy()
+    future = history.groupby("store").cumcount(ascending=False) < HOR  # dow known ahead
+    history.loc[future, "y"] = np.nan
+    later = history.assign(date=history["date"] + pd.Timedelta(days=1))
+    forecasts = {}
+    for features in (False, True):
+        params = tiny_params(max_epochs=1, limit_train_batches=4, season_features=features)
+        result = train_model(FORECAST, kind, prepared_path, params, tmp_path / f"{features}")
+        module = FORECASTERS[kind].load(Path(result.model_dir), params)
+        assert module.hparams["input_size"] == 2 + 2 * features  # target, dow (+ sin, cos)
+        saved = tmp_path / f"pyfunc-{features}"
+        mlflow.pyfunc.save_model(
+            saved,
+            python_model=ForecasterModel(),
+            artifacts={"model_dir": result.model_dir},
+            model_config={"kind": kind, "params": params.to_dict()},
+        )
+        model = mlflow.pyfunc.load_model(str(saved))
+        forecasts[features] = [model.predict(h)["prediction"].to_numpy() for h in (history, later)]
+        assert np.isfinite(forecasts[features][0]).all()
+    np.testing.assert_allclose(*forecasts[False], rtol=1e-6)
+    assert not np.allclose(*forecasts[True], rtol=1e-3)

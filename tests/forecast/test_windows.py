@@ -19,6 +19,7 @@ from trainyard.tasks.forecast.windows import (
     SeriesArrays,
     WindowLoader,
     gather_windows,
+    season_phase,
     spread,
     stop_split,
     window_index,
@@ -442,3 +443,57 @@ def test_a_train_split_too_short_to_stop_on_stops_on_validation() -> None:
     fit, stop = fit_and_stop_windows(arrays, params)
     assert torch.equal(fit.starts, window_index(arrays, "train", ENC, HOR).starts)
     assert torch.equal(stop.starts, window_index(arrays, "validation", ENC, HOR).starts)
+
+
+# --- season features (train.season_features) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frequency", "season", "start", "expected"),
+    [
+        ("MS", 12, "2023-11-01", [10, 11, 0, 1]),  # the month of the year, from 0
+        ("ME", 12, "2023-11-30", [10, 11, 0, 1]),
+        ("QE-DEC", 4, "2023-06-30", [1, 2, 3, 0]),
+        ("QS-OCT", 4, "2023-04-01", [1, 2, 3, 0]),
+        ("h", 24, "2024-01-01 22:00", [22, 23, 0, 1]),  # the hour of the day
+    ],
+)
+def test_season_phase_is_the_position_in_the_calendar_season(
+    frequency: str, season: int, start: str, expected: list[int]
+) -> None:
+    spec = DatasetConfig(frequency=frequency, season_length=season)
+    times = pd.Series(pd.date_range(start, periods=4, freq=frequency))
+    assert season_phase(times, spec).tolist() == expected
+
+
+def test_season_phase_of_a_time_is_the_same_in_every_series_and_table() -> None:
+    spec = DatasetConfig(frequency="W-SAT", season_length=52)
+    early = pd.Series(pd.date_range("2020-01-04", periods=200, freq="W-SAT"))
+    late = early.iloc[37:].reset_index(drop=True)  # a served history starting later
+    np.testing.assert_array_equal(season_phase(early, spec)[37:], season_phase(late, spec))
+    assert np.all(np.diff(season_phase(early, spec)) % 52 == 1)  # one step a week
+
+
+def test_no_season_or_no_fixed_step_count_gives_no_phase() -> None:
+    times = pd.Series(pd.date_range("2024-01-01", periods=10, freq="B"))
+    assert season_phase(times, DatasetConfig(frequency="B", season_length=5)) is None
+    assert season_phase(times, DatasetConfig(frequency="D", season_length=1)) is None
+
+
+def test_season_features_are_the_first_known_covariates() -> None:
+    table = prepared({"a": 40, "b": 30})
+    spec = SPEC.model_copy(update={"season_length": 7})
+    plain = SeriesArrays.from_prepared(table, spec)
+    seasonal = SeriesArrays.from_prepared(table, spec, season_features=True)
+    assert seasonal.n_known == plain.n_known + 2
+    assert seasonal.covariates.shape == (70, plain.covariates.shape[1] + 2)
+    torch.testing.assert_close(seasonal.covariates[:, 2:], plain.covariates)
+    phase = season_phase(table.sort_values(["series_id", "time_idx"])["date"], spec)
+    angle = torch.as_tensor(2 * np.pi * phase / 7, dtype=torch.float32)
+    torch.testing.assert_close(seasonal.covariates[:, 0], torch.sin(angle))
+    torch.testing.assert_close(seasonal.covariates[:, 1], torch.cos(angle))
+    batch = gather_windows(seasonal, torch.tensor([0]), ENC, HOR)
+    # The horizon's season position is known in advance: the decoder reads it.
+    torch.testing.assert_close(
+        batch["decoder_known"][0, :, :2], seasonal.covariates[ENC : ENC + HOR, :2]
+    )
