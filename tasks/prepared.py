@@ -154,8 +154,40 @@ def read_csv_text(text: str, source: str = "CSV") -> pd.DataFrame:
         frame.columns = stripped
     for name in frame.columns:
         if frame[name].dtype == object:
-            frame[name] = _locale_numbers(frame[name], separator)
+            values = _without_missing_marks(frame[name], separator, f"{source}: column {name!r}")
+            frame[name] = _locale_numbers(values, separator)
     return frame
+
+
+# Cells statistics offices write for a missing number (FRED ".", Eurostat ":", "-", "..");
+# pandas' own NA markers (NA, N/A, null, #N/A, ...) are read as empty already.
+MISSING_MARKS = frozenset({".", "..", "...", "-", "--", "\u2013", "\u2014", ":", "n.a.", "N.A."})
+
+
+def _without_missing_marks(values: pd.Series, separator: str, where: str) -> pd.Series:
+    """Returns a text column with its missing-number marks (MISSING_MARKS) emptied when every
+    other cell is a number (so the column reads as numbers with gaps), logging how many; else
+    the column as it was (a "-" in a column of names stays a name)."""
+    marks = values.isin(MISSING_MARKS).to_numpy()  # as written: no copy of a large column
+    if not marks.any():
+        return values
+    text = values.astype("string").str.strip()
+    rest = values[~marks]
+    numbers = _locale_numbers(rest, separator)
+    present = numbers.dropna()
+    if present.empty or pd.to_numeric(present.astype(str), errors="coerce").isna().any():
+        return values
+    shown = ", ".join(repr(mark) for mark in sorted(set(text[marks])))
+    rows = np.flatnonzero(marks)[:5] + 1
+    log.warning(
+        "%s: read %d cell(s) holding %s as empty (a missing number; rows %s%s)",
+        where,
+        int(marks.sum()),
+        shown,
+        ", ".join(map(str, rows)),
+        " ..." if marks.sum() > 5 else "",
+    )
+    return values.mask(marks)
 
 
 def _first_lines(text: str, count: int) -> list[str]:

@@ -649,3 +649,26 @@ def test_a_damaged_or_ambiguous_archive_is_an_error_naming_it(tmp_path: Path) ->
         archive.writestr("b.csv", "day,units\n")
     with pytest.raises(DataError, match=r"two\.csv\.zip: a \.zip holding 2 files"):
         infer_file("two.csv.zip", tmp_path)
+
+
+@pytest.mark.parametrize("mark", [".", ":", "-", ".."])
+def test_missing_number_marks_of_statistics_offices_are_empty_cells(
+    tmp_path: Path, mark: str
+) -> None:
+    # FRED writes "." for a missing observation, Eurostat ":", others "-" or "..".
+    frame = monthly(120).astype({"sales": object})
+    frame.loc[[40, 41], "sales"] = mark
+    inference = infer(tmp_path, frame)
+    assert inference.dataset["target"] == "sales"
+    assert inference.dataset["missing_target"] == "gap"
+    table = prepared_with(tmp_path, inference)
+    assert table["sales"].isna().sum() == 2 and len(table) == 120
+
+
+def test_a_mark_among_names_stays_a_name(tmp_path: Path) -> None:
+    from trainyard.tasks.prepared import read_csv_text
+
+    read = read_csv_text("store,units\n-,1\nnorth,2\n")
+    assert read["store"].tolist() == ["-", "north"]
+    mixed = read_csv_text("v\n1.5\n.\nabc\n")  # not a column of numbers: left as it is
+    assert mixed["v"].tolist() == ["1.5", ".", "abc"]
