@@ -149,15 +149,14 @@ def header_times(columns: list[str], source: str) -> dict[str, pd.Timestamp]:
             continue
         if not re.search(r"\d", text) or _is_number(text):
             continue  # no digits, or a number alone: not a date
-        code = periods.period_codes(pd.Series([text], dtype=object))
-        if code is not None:  # 2020 Q1, 2020M01, 2020-W05
-            times[name] = code[0].iloc[0]
-            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pandas guessing a day-first format
                 stamp = pd.to_datetime(text, dayfirst=dayfirst)
         except (TypeError, ValueError, OverflowError):
+            code = periods.period_codes(pd.Series([text], dtype=object))
+            if code is not None:  # 2020 Q1, 2020M01, 2020-W05 (pandas reads 2020Q1 itself)
+                times[name] = code[0].iloc[0]
             continue
         if not pd.isna(stamp):
             times[name] = stamp.tz_localize(None) if stamp.tzinfo else stamp
@@ -290,17 +289,27 @@ def period_headers(columns: list[str]) -> tuple[list[str], str | None]:
     in the year's order, and their kind; none when they are not all of one year's months or
     quarters, each once (a table of years by months: NOAA's, BLS's; other headers such as
     Annual may sit beside them)."""
+    names = pd.Series([str(name) for name in columns], dtype=object)
+    words = names[pd.to_numeric(names, errors="coerce").isna()]  # 1-12 alone are no months
     for kind in periods.PER_YEAR:
-        found: dict[int, str] = {}
-        for name in columns:
-            parts, shown = periods.period_parts(pd.Series([str(name)]), None)
-            if shown == kind and not np.isnan(parts[0]) and not _is_number(str(name)):
-                if int(parts[0]) in found:
-                    return [], None
-                found[int(parts[0])] = name
+        parts, _ = periods.period_parts(words, kind)
+        named = ~np.isnan(parts) & _period_named(words, kind)
+        found = pd.Series(parts[named].astype(int), index=words.index[named])
+        if found.duplicated().any():
+            return [], None
         if len(found) == periods.PER_YEAR[kind]:
-            return [found[part] for part in sorted(found)], kind
+            return [columns[i] for i in found.sort_values().index], kind
     return [], None
+
+
+def _period_named(words: pd.Series, kind: str) -> np.ndarray:
+    """Returns which headers are written as `kind` (Q1 for quarters; Jan, M01 for months)."""
+    lowered = words.str.strip().str.lower()
+    if kind == periods.QUARTER:
+        return lowered.str.fullmatch(r"q\d").to_numpy(dtype=bool)
+    return (
+        lowered.str.fullmatch(r"m\d{1,2}") | lowered.str.rstrip(".").isin(periods.MONTH_NAMES)
+    ).to_numpy(dtype=bool)
 
 
 def _periods_as_columns(
