@@ -200,6 +200,8 @@ class Choice:
             ", ".join(map(str, self.value)) or "none"
             if isinstance(self.value, list)
             else self.value
+            if self.value != ""
+            else "none"
         )
         flag = FLAGS.get(self.key)
         pin = "" if self.pinned or flag is None else f"  [pin: {flag}]"
