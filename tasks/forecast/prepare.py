@@ -428,7 +428,8 @@ def summary_of(path: Path, params: Params) -> PrepareSummary:
 def prepare_input_key(params: Params, root: Path) -> str:
     """Returns a hash of everything the prepare step reads: the raw table's bytes (or the
     built-in's name and providing package version), the dataset and windows parameters, and
-    the code of the prepare, validate and datasets modules."""
+    the code of the prepare, validate, datasets and periods modules and of the CSV reader
+    (tasks/prepared.py)."""
     from trainyard.tasks.forecast.datasets import BUILTIN_DATASETS
 
     spec = params.dataset
@@ -449,6 +450,7 @@ def _prepare_code() -> list:
     """Returns the modules whose code decides what prepare writes."""
     import sys
 
-    from trainyard.tasks.forecast import datasets, validate
+    from trainyard.tasks import prepared
+    from trainyard.tasks.forecast import datasets, periods, validate
 
-    return [datasets, validate, sys.modules[__name__]]
+    return [prepared, datasets, periods, validate, sys.modules[__name__]]
