@@ -152,8 +152,9 @@ def read_csv_text(text: str, source: str = "CSV") -> pd.DataFrame:
     stripped = [str(name).strip() for name in frame.columns]
     if len(set(stripped)) == len(stripped):
         frame.columns = stripped
+    codes = {str(name).strip() for name in padded}
     for name in frame.columns:
-        if frame[name].dtype == object:
+        if frame[name].dtype == object and name not in codes:  # codes stay as written
             values = _without_missing_marks(frame[name], separator, f"{source}: column {name!r}")
             frame[name] = _locale_numbers(values, separator)
     return frame
@@ -173,6 +174,8 @@ def _without_missing_marks(values: pd.Series, separator: str, where: str) -> pd.
         return values
     text = values.astype("string").str.strip()
     rest = values[~marks]
+    if rest.dropna().astype(str).str.strip().str.fullmatch(r"0\d+").any():
+        return values  # zero-padded codes (SKU 007): names, not numbers
     numbers = _locale_numbers(rest, separator)
     present = numbers.dropna()
     if present.empty or pd.to_numeric(present.astype(str), errors="coerce").isna().any():

@@ -508,6 +508,18 @@ def _year_and_period(
     except ValueError:
         kind = None
     parts, shown = periods.period_parts(frame[period], kind)
+    empty = frame[period].isna().to_numpy() & frame[column].notna().to_numpy()
+    if empty.any():
+        rows = np.flatnonzero(empty)
+        problems.append(
+            Problem(
+                period,
+                WHAT["not_nullable"],
+                "fill the quarter or month of these rows, or drop them",
+                rows=[int(r) + 1 for r in rows],
+                series=sorted(labels.iloc[rows].unique().tolist()),
+            )
+        )
     unread = frame[period].notna().to_numpy() & np.isnan(parts)
     if unread.any() or shown not in periods.PER_YEAR:
         rows = np.flatnonzero(unread)

@@ -672,3 +672,10 @@ def test_a_mark_among_names_stays_a_name(tmp_path: Path) -> None:
     assert read["store"].tolist() == ["-", "north"]
     mixed = read_csv_text("v\n1.5\n.\nabc\n")  # not a column of numbers: left as it is
     assert mixed["v"].tolist() == ["1.5", ".", "abc"]
+
+
+def test_zero_padded_codes_keep_a_dash_code() -> None:
+    from trainyard.tasks.prepared import read_csv_text
+
+    read = read_csv_text("sku,units\n007,1\n-,2\n012,3\n")
+    assert read["sku"].tolist() == ["007", "-", "012"]

@@ -353,3 +353,13 @@ def test_a_parquet_column_of_pandas_periods_is_read_as_times(
     )
     table, _ = read_prepared(tmp_path / "p" / PREPARED_FILE)
     assert table["period"].iloc[0] == pd.Timestamp("2001-01-01") and len(table) == 80
+
+
+def test_an_empty_quarter_cell_is_an_error_naming_its_row(tmp_path: Path) -> None:
+    frame = macrodata()
+    frame.loc[7, "quarter"] = np.nan
+    with pytest.raises(DataValidationError) as caught:
+        validate_table(frame, _spec(), WINDOWS, "macro.csv")
+    assert "column 'quarter': empty (NaN) values\n    rows 8\n" in str(caught.value)
+    with pytest.raises(DataValidationError, match=r"column 'quarter': empty"):
+        infer(tmp_path, frame, Pins(target="realgdp"))
