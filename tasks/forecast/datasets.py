@@ -19,6 +19,7 @@ from trainyard.tasks.forecast.config import LAYOUTS, DatasetConfig
 from trainyard.tasks.forecast.validate import (
     DataValidationError,
     day_first,
+    is_year,
     read_times,
     series_labels,
 )
@@ -291,32 +292,22 @@ def period_headers(columns: list[str]) -> tuple[list[str], str | None]:
     Annual may sit beside them)."""
     names = pd.Series([str(name) for name in columns], dtype=object)
     words = names[pd.to_numeric(names, errors="coerce").isna()]  # 1-12 alone are no months
-    for kind in periods.PER_YEAR:
-        parts, _ = periods.period_parts(words, kind)
-        named = ~np.isnan(parts) & _period_named(words, kind)
-        found = pd.Series(parts[named].astype(int), index=words.index[named])
-        if found.duplicated().any():
-            return [], None
-        if len(found) == periods.PER_YEAR[kind]:
-            return [columns[i] for i in found.sort_values().index], kind
-    return [], None
-
-
-def _period_named(words: pd.Series, kind: str) -> np.ndarray:
-    """Returns which headers are written as `kind` (Q1 for quarters; Jan, M01 for months)."""
-    lowered = words.str.strip().str.lower()
-    if kind == periods.QUARTER:
-        return lowered.str.fullmatch(r"q\d").to_numpy(dtype=bool)
-    return (
-        lowered.str.fullmatch(r"m\d{1,2}") | lowered.str.rstrip(".").isin(periods.MONTH_NAMES)
-    ).to_numpy(dtype=bool)
+    parts, kind = periods.period_parts(words, None)
+    named = ~np.isnan(parts)
+    found = pd.Series(parts[named].astype(int), index=words.index[named])
+    if kind not in periods.PER_YEAR or found.duplicated().any():
+        return [], None
+    if len(found) != periods.PER_YEAR[kind]:
+        return [], None
+    return [columns[i] for i in found.sort_values().index], kind
 
 
 def _periods_as_columns(
     frame: pd.DataFrame, spec: DatasetConfig, source: str
 ) -> tuple[pd.DataFrame, list[str]]:
     """Returns the long table of a row per year (per series) and a column per month or quarter:
-    a series runs through its rows in year order, from its first value to its last."""
+    a series runs through its rows in year order, from its first value to its last (_spans,
+    on each series' cells laid end to end)."""
     layout = f"forecast.dataset.layout is {PERIODS_AS_COLUMNS}"
     headers, kind = period_headers(list(frame.columns))
     if kind is None:
@@ -330,7 +321,7 @@ def _periods_as_columns(
             f"years); the columns are {_names(list(frame.columns))}"
         )
     years = pd.to_numeric(frame[spec.time_column], errors="coerce").to_numpy(np.float64)
-    bad = np.flatnonzero(~((years >= 1000) & (years <= 2999) & (years == np.round(years))))
+    bad = np.flatnonzero(~is_year(years))
     if len(bad):
         raise DatasetError(
             f"{source}: rows {', '.join(str(r + 1) for r in bad[:SHOWN_CELLS])} of column "
@@ -350,42 +341,27 @@ def _periods_as_columns(
         )
     cells = _numbers(frame[headers], source).to_numpy(dtype=np.float64)
     codes, names = pd.factorize(labels)
-    order = np.lexsort((years, codes))  # each series' rows in year order, one after another
+    # One row per series: its file rows in year order, their cells laid end to end (shorter
+    # series padded with empty cells after their end, which _spans leaves out).
+    order = np.lexsort((years, codes))
+    rank = pd.Series(codes[order]).groupby(codes[order]).cumcount().to_numpy()
+    rows_of = np.full((len(names), rank.max() + 1), -1)
+    rows_of[codes[order], rank] = order
     count = len(headers)
-    row = np.repeat(order, count)
-    column = np.tile(np.arange(count), len(order))
-    values = cells[order].reshape(-1)
-    series = codes[row]
-    present = ~np.isnan(values)
-    position = np.arange(len(values))
-    first = np.full(len(names), len(values))
-    last = np.full(len(names), -1)
-    np.minimum.at(first, series[present], position[present])
-    np.maximum.at(last, series[present], position[present])
-    empty = [str(names[i]) for i in np.flatnonzero(last < 0)]
-    if empty and spec.short_series != "drop":
-        raise DatasetError(
-            f"{source}: series {_names(empty)} hold no value; drop them, or set "
-            "forecast.dataset.short_series: drop to leave them out"
-        )
-    keep = (position >= first[series]) & (position <= last[series])
-    holes = np.flatnonzero(keep & ~present)
-    if len(holes) and spec.missing_target != "gap":
-        shown = "; ".join(
-            f"series {names[series[i]]!r}: row {row[i] + 1}, column {headers[column[i]]!r}"
-            for i in holes[:SHOWN_CELLS]
-        )
-        more = f" and {len(holes) - SHOWN_CELLS} more" if len(holes) > SHOWN_CELLS else ""
-        raise DatasetError(
-            f"{source}: {len(holes)} empty cell(s) between a series' first and last values: "
-            f"{shown}{more}. Fill them from the source, or set forecast.dataset.missing_target: "
-            "gap to treat them as missing steps (windows touching them are skipped)"
-        )
-    rows = row[keep]
+    matrix = np.where(rows_of[..., None] >= 0, cells[rows_of], np.nan).reshape(len(names), -1)
+    keep = _spans(
+        matrix,
+        spec,
+        source,
+        lambda i, j: (rows_of[i, j // count], headers[j % count]),
+        [str(name) for name in names],
+    )
+    series, steps = np.nonzero(keep)
+    rows = rows_of[series, steps // count]
     long = frame[spec.series_columns].iloc[rows].reset_index(drop=True)
-    long[spec.time_column] = periods.starts(years[rows], column[keep] + 1, kind)
-    long[spec.target] = values[keep]
-    return long, empty
+    long[spec.time_column] = periods.starts(years[rows], steps % count + 1, kind)
+    long[spec.target] = matrix[series, steps]
+    return long, _without_rows([str(name) for name in names], keep)
 
 
 def _without_rows(labels: list[str], keep: np.ndarray) -> list[str]:

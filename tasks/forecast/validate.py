@@ -248,6 +248,11 @@ def _holds_numbers(values: pd.Series) -> bool:
     return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in NUMBER_KINDS
 
 
+def is_year(numbers: np.ndarray) -> np.ndarray:
+    """Returns which numbers are years: whole numbers from 1000 to 2999 (NaN is none)."""
+    return (numbers >= 1000) & (numbers <= 2999) & (numbers == np.round(numbers))
+
+
 def number_times(values: pd.Series) -> tuple[pd.Series, str] | None:
     """Returns a time column of numbers read as dates, and what they were, when every number
     is a year (a whole number from 1000 to 2999: 1 January of it) or every one a YYYYMMDD date
@@ -258,7 +263,7 @@ def number_times(values: pd.Series) -> tuple[pd.Series, str] | None:
     if present.empty or not np.all(present == np.round(present)):
         return None
     text = numbers.astype("Int64").astype("string")
-    if present.between(1000, 2999).all():
+    if is_year(present.to_numpy()).all():
         return pd.to_datetime(text, format="%Y"), "years"
     if present.between(10**7, 10**8 - 1).all():
         times = pd.to_datetime(text, format="%Y%m%d", errors="coerce")
@@ -488,9 +493,7 @@ def _year_and_period(
         ]
     years = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
     problems = []
-    not_years = frame[column].notna().to_numpy() & ~(
-        (years >= 1000) & (years <= 2999) & (years == np.round(years))
-    )
+    not_years = frame[column].notna().to_numpy() & ~is_year(years)
     if not_years.any():
         rows = np.flatnonzero(not_years)
         problems.append(
