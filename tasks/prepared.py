@@ -172,15 +172,11 @@ def _without_missing_marks(values: pd.Series, separator: str, where: str) -> pd.
     marks = values.isin(MISSING_MARKS).to_numpy()  # as written: no copy of a large column
     if not marks.any():
         return values
-    text = values.astype("string").str.strip()
-    rest = values[~marks]
-    if rest.dropna().astype(str).str.strip().str.fullmatch(r"0\d+").any():
-        return values  # zero-padded codes (SKU 007): names, not numbers
-    numbers = _locale_numbers(rest, separator)
+    numbers = _locale_numbers(values[~marks], separator)
     present = numbers.dropna()
     if present.empty or pd.to_numeric(present.astype(str), errors="coerce").isna().any():
         return values
-    shown = ", ".join(repr(mark) for mark in sorted(set(text[marks])))
+    shown = ", ".join(repr(mark) for mark in sorted(set(values[marks])))
     rows = np.flatnonzero(marks)[:5] + 1
     log.warning(
         "%s: read %d cell(s) holding %s as empty (a missing number; rows %s%s)",
@@ -238,15 +234,16 @@ def _header_line(lines: list[str]) -> tuple[int, str]:
 
 def _zero_padded(lines: list[str], separator: str) -> list[str]:
     """Returns the columns (by header) whose cells in `lines` (the header first) are all
-    digits with a leading zero in some (SKUs and store codes such as 007): text, which pandas
-    would read as numbers and lose the zeros of."""
+    digits with a leading zero in some (SKUs and store codes such as 007), empty cells and
+    missing-number marks aside: text, which pandas would read as numbers and lose the zeros
+    of."""
     rows = [row for row in csv.reader(lines, delimiter=separator) if row]
     if len(rows) < 2:
         return []
     padded = []
     for position, name in enumerate(rows[0]):
         cells = [row[position].strip() for row in rows[1:] if position < len(row)]
-        cells = [cell for cell in cells if cell]
+        cells = [cell for cell in cells if cell and cell not in MISSING_MARKS]
         if (
             cells
             and all(cell.isdigit() for cell in cells)
