@@ -53,17 +53,17 @@ def period_codes(values: pd.Series) -> tuple[pd.Series, str] | None:
     present = values.dropna()
     if present.empty or pd.api.types.is_datetime64_any_dtype(values.dtype):
         return None
-    text = present.astype(str).str.strip()
-    distinct = pd.Series(text.unique())  # a panel repeats its periods
+    distinct = pd.Series(present.unique())  # a panel repeats its periods: read each once
+    text = distinct.astype(str).str.strip()
     for kind, pattern in CODES:
-        parts = distinct.str.extract(f"^(?:{pattern})$", flags=re.IGNORECASE)
+        parts = text.str.extract(f"^(?:{pattern})$", flags=re.IGNORECASE)
         if parts.isna().any(axis=None):
             continue
         read = starts(parts["year"].astype(int).to_numpy(), parts["part"].astype(int), kind)
         if read.isna().any():
             continue
         times = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
-        times[present.index] = text.map(dict(zip(distinct, read, strict=True))).to_numpy()
+        times[present.index] = present.map(dict(zip(distinct, read, strict=True))).to_numpy()
         return times, kind
     return None
 
