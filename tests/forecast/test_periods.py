@@ -36,6 +36,24 @@ def macrodata() -> pd.DataFrame:
     return sm.datasets.macrodata.load_pandas().data
 
 
+def _spec(**keys) -> DatasetConfig:
+    return DatasetConfig(
+        **{
+            "time_column": "year",
+            "period_column": "quarter",
+            "target": "realgdp",
+            "frequency": "QS-OCT",
+            "season_length": 4,
+            **keys,
+        }
+    )
+
+
+def _served(spec: DatasetConfig) -> dict:
+    """Returns the model_config a registered forecaster of `spec` carries."""
+    return {"params": {"dataset": spec.model_dump(), "windows": WINDOWS.model_dump()}}
+
+
 def test_year_and_quarter_columns_are_one_quarterly_time(tmp_path: Path) -> None:
     inference = infer(tmp_path, macrodata(), Pins(target="realgdp"))
     dataset = inference.dataset
@@ -106,14 +124,7 @@ def test_period_codes_in_one_column_are_read_as_times(
 
 
 def test_a_quarter_end_frequency_puts_each_quarter_on_its_last_day() -> None:
-
-    spec = DatasetConfig(
-        time_column="year",
-        period_column="quarter",
-        target="realgdp",
-        frequency="QE-DEC",
-        season_length=4,
-    )
+    spec = _spec(frequency="QE-DEC")
     typed, _ = validate_table(macrodata(), spec, WINDOWS, "macrodata")
     assert typed["year"].iloc[:2].tolist() == [
         pd.Timestamp("1959-03-31"),
@@ -125,21 +136,7 @@ def test_a_quarter_end_frequency_puts_each_quarter_on_its_last_day() -> None:
 # --- bad input ---------------------------------------------------------------------------------
 
 
-def _spec(**keys) -> DatasetConfig:
-    return DatasetConfig(
-        **{
-            "time_column": "year",
-            "period_column": "quarter",
-            "target": "realgdp",
-            "frequency": "QS-OCT",
-            "season_length": 4,
-            **keys,
-        }
-    )
-
-
 def test_a_value_naming_no_quarter_is_an_error_naming_its_row() -> None:
-
     frame = macrodata()
     frame.loc[6, "quarter"] = 5
     frame.loc[9, "year"] = 59
@@ -154,14 +151,12 @@ def test_a_value_naming_no_quarter_is_an_error_naming_its_row() -> None:
 
 
 def test_years_without_their_period_column_are_an_error_naming_it() -> None:
-
     frame = macrodata().drop(columns=["quarter"])
     with pytest.raises(DataValidationError, match="column 'quarter': column is missing"):
         validate_table(frame, _spec(), WINDOWS, "macro.csv")
 
 
 def test_a_repeated_year_and_quarter_is_a_duplicate_row() -> None:
-
     frame = macrodata()
     frame.loc[5, "quarter"] = 1  # 1960 Q1 twice (row 5 is Q2)
     with pytest.raises(DataValidationError, match=r"duplicate \(series, time\) rows"):
@@ -188,7 +183,7 @@ def test_a_column_of_years_alone_stays_yearly(tmp_path: Path) -> None:
 
 def test_predict_reads_a_history_of_years_and_quarters(tmp_path: Path) -> None:
     history = macrodata().head(40)
-    config = {"params": {"dataset": _spec().model_dump(), "windows": WINDOWS.model_dump()}}
+    config = _served(_spec())
     read = FORECAST.model_input(history, config, tmp_path / "history.csv")
     assert list(read.columns) == ["year", "realgdp"]  # the other series are not the model's
     assert read["year"].iloc[-1] == pd.Timestamp("1968-10-01")
@@ -296,7 +291,6 @@ def test_a_panel_of_years_by_periods_ends_at_each_series_last_value(
 
 
 def test_years_by_periods_errors_name_the_row_and_column(tmp_path: Path) -> None:
-
     frame = sm.datasets.elnino.load_pandas().data
     spec = DatasetConfig(layout="periods_as_columns", time_column="YEAR", target="value")
     hole = frame.copy()
@@ -328,8 +322,7 @@ def test_predict_melts_a_history_of_years_by_months(tmp_path: Path) -> None:
         frequency="MS",
         season_length=12,
     )
-    config = {"params": {"dataset": spec.model_dump(), "windows": WINDOWS.model_dump()}}
-    read = FORECAST.model_input(elnino.tail(5), config, tmp_path / "history.csv")
+    read = FORECAST.model_input(elnino.tail(5), _served(spec), tmp_path / "history.csv")
     assert list(read.columns) == ["YEAR", "value"]
     assert len(read) == 60 and read["YEAR"].iloc[-1] == pd.Timestamp("2010-12-01")
 
@@ -338,7 +331,6 @@ def test_predict_melts_a_history_of_years_by_months(tmp_path: Path) -> None:
 def test_a_parquet_column_of_pandas_periods_is_read_as_times(
     tmp_path: Path, freq: str, inferred: str
 ) -> None:
-
     stamps = pd.period_range("2001-01", periods=80, freq=freq)
     frame = pd.DataFrame({"period": stamps, "sales": seasonal(80, 12 if freq == "M" else 4)})
     frame.to_parquet(tmp_path / "data.parquet")
