@@ -638,7 +638,9 @@ def _period_column(
             _require_column(frame, pins.period_column, "period_column", pins, source)
         return pins.period_column, f"set by {pins.origin('period_column')}"
     values = frame[time_column]
-    read = number_times(values) if _holds_numbers(values) else None
+    # A column of years is numbers as read (a CSV's, a Parquet's); a column of dates is text,
+    # which _holds_numbers would scan row by row.
+    read = number_times(values) if pd.api.types.is_numeric_dtype(values.dtype) else None
     if read is None or read[1] != "years" or not values.duplicated().any():
         return "", ""  # no years, or each year once: a yearly series
     candidates = []
